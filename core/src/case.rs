@@ -275,6 +275,10 @@ pub struct Assignment {
     pub agent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
+    /// Who decided it: an agent's name, or `rule` when a routing rule did.
+    /// A rule never overrides an agent's choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// How many times the case changed team: every hop costs the customer.
     #[serde(default)]
     pub hops: u32,
@@ -407,6 +411,8 @@ pub struct Case {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promises: Vec<Promise>,
     pub state: StateId,
+    /// When the case entered its current state (state timeouts count from here).
+    pub state_since: Timestamp,
     #[serde(default)]
     pub assignment: Assignment,
     #[serde(default)]
@@ -443,6 +449,7 @@ impl Case {
             record: ComplaintRecord::default(),
             promises: Vec::new(),
             state,
+            state_since: at,
             assignment: Assignment::default(),
             urgency: Urgency::default(),
             sla: Vec::new(),

@@ -112,7 +112,8 @@ impl EventKind {
 }
 
 /// Why an event cannot be handled.
-#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventError {
     #[error("event {event}: kind `{kind}` is not one the engine or the workflow knows; check the spelling or declare it under `workflow.events`")]

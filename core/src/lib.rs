@@ -6,16 +6,19 @@
 //! Nothing in this crate does I/O while handling an event; time comes from
 //! an injected [`Clock`](clock::Clock).
 
+pub mod action;
 pub mod audit;
 pub mod calendar;
 pub mod case;
 pub mod clock;
 pub mod config;
 pub mod diagnostic;
+pub mod engine;
 pub mod event;
 pub mod plugin;
 pub mod promise;
 pub mod rules;
+pub mod store;
 pub mod workflow;
 pub mod yaml;
 

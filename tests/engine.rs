@@ -1,0 +1,246 @@
+//! Property tests of the engine on the default pack: random event streams
+//! (well-formed and malformed) and the invariants of the design.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use casework::audit::DecisionKind;
+use casework::case::CaseId;
+use casework::clock::ManualClock;
+use casework::engine::{Engine, EngineError, Outcome};
+use casework::event::Event;
+use chrono::Duration;
+use proptest::prelude::*;
+use serde_json::json;
+
+const TEAMS: &[&str] = &["warehouse", "product", "billing", "sales", "support", "nowhere"];
+const TEXTS: &[&str] = &[
+    "Where is my parcel? The delivery is late.",
+    "至急お願いします。今日中に届けてください。",
+    "The jacket is too small, can I change the size?",
+    "I was charged twice, please refund.",
+    "I couldn't work out how to order, so please take this message as my order. I need it urgently.",
+    "ＵＲＧＥＮＴ: ＡＳＡＰ please",
+    "hello",
+    "",
+];
+
+/// One step of a random stream: how long after the previous one, and what.
+#[derive(Clone, Debug)]
+struct Gen {
+    gap_minutes: i64,
+    case: u8,
+    order: u8,
+    what: u8,
+    pick: u8,
+    days: i64,
+}
+
+fn gen() -> impl Strategy<Value = Gen> {
+    (0i64..4000, 1u8..4, 1u8..4, 0u8..26, any::<u8>(), -3i64..40).prop_map(
+        |(gap_minutes, case, order, what, pick, days)| Gen {
+            gap_minutes,
+            case,
+            order,
+            what,
+            pick,
+            days,
+        },
+    )
+}
+
+fn start() -> casework::Timestamp {
+    "2026-11-25T10:00:00+09:00".parse().unwrap()
+}
+
+/// Build the event a `Gen` describes, at `at`, with id `n`.
+fn event(g: &Gen, n: usize, at: casework::Timestamp) -> Event {
+    let case = format!("C-{}", g.case);
+    let order = format!("O-{}{}", g.case, g.order);
+    let day = (at + Duration::days(g.days)).date_naive();
+    let text = TEXTS[g.pick as usize % TEXTS.len()];
+    let team = TEAMS[g.pick as usize % TEAMS.len()];
+    let promise_id = format!("P-{}", g.pick % 3);
+    let base = |kind: &str| Event::new(format!("e{n}"), at, kind, Some(CaseId(case.clone())));
+    let by_order = |kind: &str| {
+        let mut e = Event::new(format!("e{n}"), at, kind, None);
+        e.order = Some(order.clone().into());
+        e
+    };
+    match g.what {
+        0..=3 => base("customer.message")
+            .with("text", text)
+            .with("customer", json!({"name": format!("Customer {}", g.case), "email": format!("c{}@example.com", g.case % 2)})),
+        4 => base("agent.reply").with("agent", "ken").with("text", "On it."),
+        5 => base("agent.call").with("agent", "jeniffer"),
+        6 => base("agent.note").with("agent", "aiko").with("text", text),
+        7 | 8 => base("agent.promise").with("agent", "jeniffer").with(
+            "promise",
+            json!({"id": promise_id, "kind": "deliver_on", "date": day,
+                   "window": {"from": day - Duration::days(1), "to": day + Duration::days(2)},
+                   "order": order}),
+        ),
+        9 => base("agent.promise").with("agent", "ken").with(
+            "promise",
+            json!({"id": promise_id, "kind": "callback_by", "by": (at + Duration::hours(g.days.abs() + 1)).to_rfc3339()}),
+        ),
+        10 => base("agent.revise_promise").with("agent", "jeniffer").with(
+            "promise",
+            json!({"id": format!("{promise_id}r{n}"), "kind": "deliver_by", "date": day, "order": order, "revises": promise_id}),
+        ),
+        11 => base("agent.cancel_promise").with("agent", "ken").with("promise", promise_id),
+        12 => base("agent.assign").with("team", team).with("agent", "aiko"),
+        13 => base("agent.record").with("agent", "aiko").with("landed", "billing will confirm"),
+        14 => base("agent.resolve").with("agent", "ken"),
+        15 => base("agent.close").with("agent", "ken"),
+        16 => by_order("warehouse.planned").with("ship_date", day),
+        17 => by_order("warehouse.shipped").with("tracking", format!("T-{order}")),
+        18 => by_order("warehouse.delayed").with("ship_date", day).with("reason", "stock"),
+        19 => by_order("warehouse.held").with("until", day),
+        20 => by_order("warehouse.backorder"),
+        21 => by_order("carrier.eta").with("eta", day),
+        22 => by_order("carrier.delivered"),
+        23 => by_order("carrier.exception").with("reason", "address"),
+        // Malformed and unknown input must be refused, never break a case.
+        24 => base("agent.promise").with("agent", "x").with("promise", json!({"id": "bad"})),
+        _ => base("customer.telepathy"),
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    events: Vec<Event>,
+    made: BTreeMap<CaseId, BTreeSet<String>>,
+    /// Where the last tick left time.
+    end: casework::Timestamp,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let (pack, rules) = casework::load(None).expect("the default pack loads");
+        let clock = Arc::new(ManualClock::new(start()));
+        let engine = Engine::builder(pack, rules)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        Harness {
+            engine,
+            clock,
+            events: Vec::new(),
+            made: BTreeMap::new(),
+            end: start(),
+        }
+    }
+
+    fn feed(&mut self, event: Event) {
+        self.engine.tick(event.at).unwrap();
+        self.clock.set(event.at);
+        match self.engine.handle(event.clone()) {
+            Ok(Outcome::Handled { case, decisions, .. }) => {
+                for d in decisions {
+                    if let DecisionKind::Promise { promise, previous: None, .. } = d.what {
+                        self.made.entry(case.clone()).or_default().insert(promise);
+                    }
+                }
+            }
+            Ok(Outcome::Duplicate) => panic!("fresh event {} seen as duplicate", event.id),
+            Err(EngineError::Rejected(_)) => {}
+            Err(e) => panic!("engine failed: {e}"),
+        }
+        self.events.push(event);
+    }
+
+    fn cases(&self) -> Vec<casework::case::Case> {
+        let store = self.engine.store();
+        store
+            .case_ids()
+            .unwrap()
+            .iter()
+            .map(|id| store.load(id).unwrap().unwrap())
+            .collect()
+    }
+}
+
+fn run(gens: &[Gen]) -> Harness {
+    let mut h = Harness::new();
+    let mut at = start();
+    for (n, g) in gens.iter().enumerate() {
+        at += Duration::minutes(g.gap_minutes);
+        h.feed(event(g, n, at));
+    }
+    h.end = at + Duration::days(60);
+    h.engine.tick(h.end).unwrap();
+    h
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64)
+    ))]
+
+    /// A case is never in a state with no way out.
+    #[test]
+    fn no_case_is_stuck(gens in prop::collection::vec(gen(), 1..40)) {
+        let h = run(&gens);
+        let workflow = &h.engine.pack().workflow;
+        for case in h.cases() {
+            let state = case.state.as_str();
+            prop_assert!(
+                workflow.is_terminal(state) || workflow.has_exit(state),
+                "case {} is stuck in {}", case.id, state
+            );
+        }
+    }
+
+    /// No promise disappears, and every status change is a recorded decision.
+    #[test]
+    fn no_promise_is_silently_dropped(gens in prop::collection::vec(gen(), 1..40)) {
+        let h = run(&gens);
+        for case in h.cases() {
+            for id in h.made.get(&case.id).into_iter().flatten() {
+                let p = case.promise(id);
+                prop_assert!(p.is_some(), "promise {} vanished from case {}", id, case.id);
+                let p = p.unwrap();
+                prop_assert_eq!(p.history.last().map(|c| c.status), Some(p.status));
+                for change in &p.history[1..] {
+                    let recorded = case.history.iter().any(|d| matches!(&d.what,
+                        DecisionKind::Promise { promise, status, .. }
+                            if promise == id && *status == change.status));
+                    prop_assert!(recorded, "promise {} became {} with no decision", id, change.status);
+                }
+                if p.status.is_open() {
+                    // Past due and still open would be a silent drop.
+                    let due = p.due_at().unwrap();
+                    prop_assert!(due > h.end, "promise {} is past due ({}) and still {}", id, due, p.status);
+                }
+            }
+        }
+    }
+
+    /// Replaying a case's stored events from scratch gives the same case.
+    #[test]
+    fn replay_reproduces_the_case(gens in prop::collection::vec(gen(), 1..40)) {
+        let h = run(&gens);
+        for case in h.cases() {
+            let replayed = h.engine.replay(&case.id).unwrap();
+            prop_assert_eq!(&replayed, &case);
+        }
+    }
+
+    /// Handling any event twice equals handling it once.
+    #[test]
+    fn handling_twice_equals_once(gens in prop::collection::vec(gen(), 1..30)) {
+        let mut h = run(&gens);
+        let before = h.cases();
+        let outbox = h.engine.outbox().unwrap().len();
+        for e in h.events.clone() {
+            match h.engine.handle(e) {
+                Ok(Outcome::Duplicate) | Err(EngineError::Rejected(_)) => {}
+                other => prop_assert!(false, "a repeated event was handled again: {:?}", other.map(|_| ())),
+            }
+        }
+        prop_assert_eq!(h.cases(), before);
+        prop_assert_eq!(h.engine.outbox().unwrap().len(), outbox);
+    }
+}

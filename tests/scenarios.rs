@@ -1,0 +1,41 @@
+//! Every scenario shipped with the project passes: the default pack's own
+//! tests (`rules/tests/`) and the design's stories (`examples/scenarios/`).
+
+use std::path::{Path, PathBuf};
+
+use casework::scenario::Scenario;
+
+fn scenario_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn run_all(dir: &str, at_least: usize) {
+    let files = scenario_files(dir);
+    assert!(files.len() >= at_least, "expected at least {at_least} scenarios in {dir}, found {}", files.len());
+    let mut report = String::new();
+    for file in &files {
+        let scenario = Scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
+        let run = scenario.run().unwrap_or_else(|e| panic!("{e}"));
+        for f in run.check(&scenario.def.expect) {
+            report.push_str(&format!("{} expect #{}: {}\n", file.display(), f.index, f.problems.join("; ")));
+        }
+    }
+    assert!(report.is_empty(), "scenario expectations failed:\n{report}");
+}
+
+#[test]
+fn the_default_packs_own_scenarios_pass() {
+    run_all("rules/tests", 10);
+}
+
+#[test]
+fn the_story_scenarios_pass() {
+    run_all("examples/scenarios", 4);
+}
