@@ -254,7 +254,7 @@ pub mod dates {
 /// Text: normalisation, keyword matching, deadlines.
 #[export_module]
 pub mod text {
-    use rhai::{Array, Dynamic, EvalAltResult, Map};
+    use rhai::{Array, Dynamic, EvalAltResult, ImmutableString, Map};
 
     use crate::rules::keywords::{self, KeywordHits};
     use crate::rules::views::{context, script_error};
@@ -276,11 +276,15 @@ pub mod text {
     /// nothing matched). The groups are compiled once and cached by content.
     #[rhai_fn(name = "match_keywords", return_raw)]
     pub fn match_keywords(text: &str, groups: Map) -> Result<Map, Box<EvalAltResult>> {
-        let mut spec = Vec::with_capacity(groups.len());
-        for (name, phrases) in groups {
-            spec.push((name.to_string(), phrase_list(&name, phrases)?));
+        let mut spec: Vec<(&str, Vec<ImmutableString>)> = Vec::with_capacity(groups.len());
+        for (name, phrases) in &groups {
+            spec.push((name.as_str(), super::phrase_list(name, phrases)?));
         }
-        let set = context()?.shared.keywords.get(spec).map_err(script_error)?;
+        let set = context()?
+            .shared
+            .keywords
+            .get_with(spec.iter().map(|(g, p)| (*g, p.iter().map(|s| s.as_str()))))
+            .map_err(script_error)?;
         Ok(hits_to_map(set.find(text)))
     }
 
@@ -300,11 +304,11 @@ pub mod text {
     /// The phrases of `phrases` found in `text`, as written in the list.
     #[rhai_fn(return_raw)]
     pub fn matches(text: &str, phrases: Array) -> Result<Array, Box<EvalAltResult>> {
-        let list = phrase_list("list", Dynamic::from_array(phrases))?;
+        let list = super::phrase_list("list", &Dynamic::from_array(phrases))?;
         let set = context()?
             .shared
             .keywords
-            .get(vec![(String::new(), list)])
+            .get_with(std::iter::once(("", list.iter().map(|s| s.as_str()))))
             .map_err(script_error)?;
         let hits = set.find(text).pop().map(|(_, v)| v).unwrap_or_default();
         Ok(hits.into_iter().map(Dynamic::from).collect())
@@ -325,31 +329,6 @@ pub mod text {
             .join(separator)
     }
 
-    fn phrase_list(group: &str, phrases: Dynamic) -> Result<Vec<String>, Box<EvalAltResult>> {
-        if phrases.is_string() {
-            return Ok(vec![phrases.to_string()]);
-        }
-        let Some(array) = phrases.read_lock::<Array>() else {
-            return Err(script_error(format!(
-                "keyword group `{group}` must be a list of phrases, not {}",
-                phrases.type_name()
-            )));
-        };
-        array
-            .iter()
-            .map(|p| {
-                if p.is_string() {
-                    Ok(p.to_string())
-                } else {
-                    Err(script_error(format!(
-                        "keyword group `{group}` holds a {} where a phrase (text) was expected",
-                        p.type_name()
-                    )))
-                }
-            })
-            .collect()
-    }
-
     fn hits_to_map(hits: KeywordHits) -> Map {
         hits.into_iter()
             .map(|(group, found)| {
@@ -360,6 +339,34 @@ pub mod text {
             })
             .collect()
     }
+}
+
+/// The phrases of a group: a list of texts, or one text. Strings are
+/// shared, not copied.
+fn phrase_list(
+    group: &str,
+    phrases: &rhai::Dynamic,
+) -> Result<Vec<rhai::ImmutableString>, Box<rhai::EvalAltResult>> {
+    if phrases.is_string() {
+        return Ok(vec![phrases.clone().into_immutable_string()?]);
+    }
+    let Some(array) = phrases.read_lock::<rhai::Array>() else {
+        return Err(crate::rules::views::script_error(format!(
+            "keyword group `{group}` must be a list of phrases, not {}",
+            phrases.type_name()
+        )));
+    };
+    array
+        .iter()
+        .map(|p| {
+            p.clone().into_immutable_string().map_err(|_| {
+                crate::rules::views::script_error(format!(
+                    "keyword group `{group}` holds a {} where a phrase (text) was expected",
+                    p.type_name()
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Promises: due moments and the actions a check may request.

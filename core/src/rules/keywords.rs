@@ -119,11 +119,14 @@ impl KeywordSet {
 /// Named groups of phrases, as a rule writes them.
 type Groups = Vec<(String, Vec<String>)>;
 
+/// The sets whose groups hash alike (almost always one).
+type Bucket = Vec<(Groups, Arc<KeywordSet>)>;
+
 /// Keyword sets by content, so a list written inside a rule function is
 /// compiled the first time it is used and looked up afterwards.
 #[derive(Debug, Default)]
 pub struct KeywordCache {
-    sets: Mutex<HashMap<u64, Vec<(Groups, Arc<KeywordSet>)>>>,
+    sets: Mutex<HashMap<u64, Bucket>>,
 }
 
 /// More distinct sets than this means a rule builds its lists from data;
@@ -132,21 +135,56 @@ const MAX_CACHED_SETS: usize = 512;
 
 impl KeywordCache {
     /// The set for these groups, built on first use.
+    #[cfg(test)]
     pub fn get(&self, groups: Groups) -> Result<Arc<KeywordSet>, String> {
+        let view: Vec<(&str, Vec<&str>)> = groups
+            .iter()
+            .map(|(g, p)| (g.as_str(), p.iter().map(String::as_str).collect()))
+            .collect();
+        self.get_with(view.iter().map(|(g, p)| (*g, p.iter().copied())))
+    }
+
+    /// The set for groups given as borrowed text, built on first use. A
+    /// hit costs a hash and a comparison, and allocates nothing: this is
+    /// what runs each time a rule matches its keyword lists.
+    pub fn get_with<'a, G, P>(&self, groups: G) -> Result<Arc<KeywordSet>, String>
+    where
+        G: Iterator<Item = (&'a str, P)> + Clone,
+        P: Iterator<Item = &'a str> + Clone,
+    {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        groups.hash(&mut hasher);
+        for (name, phrases) in groups.clone() {
+            name.hash(&mut hasher);
+            for phrase in phrases {
+                phrase.hash(&mut hasher);
+            }
+            0xffu8.hash(&mut hasher);
+        }
         let key = hasher.finish();
+        let same = |stored: &Groups| {
+            let mut given = groups.clone();
+            stored.iter().all(|(name, phrases)| {
+                given.next().is_some_and(|(n, p)| {
+                    n == name
+                        && p.clone().count() == phrases.len()
+                        && p.zip(phrases).all(|(a, b)| a == b)
+                })
+            }) && given.next().is_none()
+        };
         let mut sets = self.sets.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(bucket) = sets.get(&key)
-            && let Some((_, set)) = bucket.iter().find(|(g, _)| *g == groups)
+            && let Some((_, set)) = bucket.iter().find(|(g, _)| same(g))
         {
             return Ok(set.clone());
         }
-        let set = Arc::new(KeywordSet::new(groups.clone())?);
+        let owned: Groups = groups
+            .map(|(n, p)| (n.to_owned(), p.map(str::to_owned).collect()))
+            .collect();
+        let set = Arc::new(KeywordSet::new(owned.clone())?);
         if sets.len() >= MAX_CACHED_SETS {
             sets.clear();
         }
-        sets.entry(key).or_default().push((groups, set.clone()));
+        sets.entry(key).or_default().push((owned, set.clone()));
         Ok(set)
     }
 
