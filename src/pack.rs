@@ -15,10 +15,22 @@ pub const ROOT: &str = "rules/casework.yaml";
 
 /// Every file of the pack, by its repository path.
 pub const FILES: &[(&str, &str)] = &[
-    ("rules/casework.yaml", include_str!("../rules/casework.yaml")),
-    ("rules/workflow.yaml", include_str!("../rules/workflow.yaml")),
-    ("rules/directory.yaml", include_str!("../rules/directory.yaml")),
-    ("rules/calendars.yaml", include_str!("../rules/calendars.yaml")),
+    (
+        "rules/casework.yaml",
+        include_str!("../rules/casework.yaml"),
+    ),
+    (
+        "rules/workflow.yaml",
+        include_str!("../rules/workflow.yaml"),
+    ),
+    (
+        "rules/directory.yaml",
+        include_str!("../rules/directory.yaml"),
+    ),
+    (
+        "rules/calendars.yaml",
+        include_str!("../rules/calendars.yaml"),
+    ),
     ("rules/plugins.yaml", include_str!("../rules/plugins.yaml")),
     ("rules/route.rhai", include_str!("../rules/route.rhai")),
     ("rules/urgency.rhai", include_str!("../rules/urgency.rhai")),

@@ -11,10 +11,10 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use crate::Timestamp;
 use crate::audit::Decision;
 use crate::event::EventId;
 use crate::promise::Promise;
-use crate::Timestamp;
 
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident) => {
@@ -281,7 +281,9 @@ pub struct Assignment {
 }
 
 /// How urgent a case is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UrgencyLevel {
     Low,

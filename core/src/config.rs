@@ -518,7 +518,11 @@ impl Loader<'_> {
         let text = match self.reader.read(path) {
             Ok(t) => t,
             Err(e) => {
-                let what = if from.is_some() { "included file" } else { "configuration" };
+                let what = if from.is_some() {
+                    "included file"
+                } else {
+                    "configuration"
+                };
                 self.diags.push(
                     Diagnostic::error(
                         "config::read-error",
@@ -620,7 +624,11 @@ impl Loader<'_> {
         // Rule files, relative to the file that defines `rules`.
         let mut rule_files = Vec::new();
         if let (Some(rules), Some((i, _))) = (&merged.rules, owner.get("rules")) {
-            let dir = self.files[*i].path.parent().unwrap_or(Path::new("")).to_path_buf();
+            let dir = self.files[*i]
+                .path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .to_path_buf();
             for (j, name) in rules.files.iter().enumerate() {
                 let path = dir.join(name);
                 match self.reader.read(&path) {
@@ -708,7 +716,10 @@ fn take_section(into: &mut ConfigDef, from: &ConfigDef, section: &str) {
 fn sort_diagnostics(diags: &mut Diagnostics, sources: &[SourceFile]) {
     let rank = |d: &Diagnostic| match &d.location {
         Some(l) => (
-            sources.iter().position(|s| s.path == l.file).unwrap_or(usize::MAX - 1),
+            sources
+                .iter()
+                .position(|s| s.path == l.file)
+                .unwrap_or(usize::MAX - 1),
             l.line,
             l.column,
         ),
@@ -795,7 +806,10 @@ fn validate(
             diags.push(
                 Diagnostic::error(
                     "config::unknown-team",
-                    format!("the fallback team `{}` is not a team of the directory", dir.fallback),
+                    format!(
+                        "the fallback team `{}` is not a team of the directory",
+                        dir.fallback
+                    ),
                 )
                 .at(index.value("directory.fallback"))
                 .hint(hint),
@@ -866,7 +880,10 @@ fn check_calendar(name: &str, cal: &CalendarDef, index: &LocationIndex, diags: &
                 diags.push(
                     Diagnostic::error(
                         "config::bad-calendar",
-                        format!("calendar `{name}`: `{}` is not an opening-hours range", range.trim()),
+                        format!(
+                            "calendar `{name}`: `{}` is not an opening-hours range",
+                            range.trim()
+                        ),
                     )
                     .at(index.value(&p))
                     .hint("write ranges as `09:00-18:00`, several separated by commas"),
@@ -890,5 +907,160 @@ fn check_calendar(name: &str, cal: &CalendarDef, index: &LocationIndex, diags: &
                 .hint("write `2026-12-31` or a range `2026-12-29..2027-01-03`"),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKFLOW: &str = "workflow:\n  states:\n    open: { initial: true }\n    done: { terminal: true }\n  transitions:\n    - { from: open, to: done, on: agent.resolve }\n";
+
+    fn check(files: &[(&'static str, &'static str)]) -> CheckReport {
+        check_with(
+            &MemoryReader::new(files.iter().copied()),
+            Path::new(files[0].0),
+        )
+    }
+
+    fn located(r: &CheckReport) -> Vec<String> {
+        r.diagnostics
+            .iter()
+            .map(|d| match &d.location {
+                Some(l) => format!("{l} {}", d.code),
+                None => format!("- {}", d.code),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn includes_merge_and_rule_files_are_read_beside_their_file() {
+        let r = check(&[
+            (
+                "p/casework.yaml",
+                "include: [wf/workflow.yaml, more.yaml]\n",
+            ),
+            ("p/wf/workflow.yaml", WORKFLOW),
+            (
+                "p/more.yaml",
+                "rules:\n  files: [r/route.rhai]\n  settings: { days: 3 }\n",
+            ),
+            ("p/r/route.rhai", "fn route(c) { \"support\" }"),
+        ]);
+        assert!(r.diagnostics.is_empty(), "{}", r.diagnostics);
+        let c = r.config.unwrap();
+        assert_eq!(c.rule_files[0].path, "p/r/route.rhai");
+        assert_eq!(c.sources.len(), 4);
+        assert_eq!(c.def.rules.unwrap().settings["days"], 3);
+        assert_eq!(
+            c.index
+                .value("workflow.transitions[0].to")
+                .unwrap()
+                .to_string(),
+            "p/wf/workflow.yaml:6:25"
+        );
+    }
+
+    #[test]
+    fn a_section_defined_twice_names_both_places() {
+        let r = check(&[
+            ("a.yaml", "include: [b.yaml]\ncalendars: {}\n"),
+            ("b.yaml", "calendars: {}\n"),
+        ]);
+        let d = r
+            .diagnostics
+            .iter()
+            .find(|d| d.code == "config::duplicate-section")
+            .unwrap();
+        assert_eq!(d.location.as_ref().unwrap().to_string(), "b.yaml:1:1");
+        assert!(d.message.contains("a.yaml:2:1"), "{}", d.message);
+    }
+
+    #[test]
+    fn include_cycles_and_missing_files_are_located() {
+        let r = check(&[
+            ("a.yaml", "include: [b.yaml, gone.yaml]\n"),
+            ("b.yaml", "include: [a.yaml]\n"),
+        ]);
+        // Sorted by file in load order, then line and column.
+        assert_eq!(
+            located(&r),
+            [
+                "a.yaml:1:1 config::missing-workflow",
+                "a.yaml:1:19 config::read-error",
+                "b.yaml:1:11 config::include-cycle",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_that_fails_to_parse_does_not_hide_the_others() {
+        let r = check(&[
+            ("a.yaml", "include: [wf.yaml, dir.yaml]\n"),
+            ("wf.yaml", "workflow:\n  states: {}\n  transitons: []\n"),
+            (
+                "dir.yaml",
+                "directory:\n  fallback: nobody\n  teams: { support: {} }\n",
+            ),
+        ]);
+        assert_eq!(
+            located(&r),
+            [
+                "wf.yaml:3:3 yaml::unknown-key",
+                "dir.yaml:2:13 config::unknown-team"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_rule_files_point_at_their_name() {
+        let r = check(&[
+            (
+                "a.yaml",
+                "include: [w.yaml]\nrules:\n  files: [route.rhai]\n",
+            ),
+            ("w.yaml", WORKFLOW),
+        ]);
+        assert_eq!(located(&r), ["a.yaml:3:11 config::read-error"]);
+    }
+
+    #[test]
+    fn directory_and_sla_references_are_checked() {
+        let r = check(&[
+            (
+                "a.yaml",
+                "include: [w.yaml]\ncalendars:\n  tokyo: { timezone: Asia/Tokyo, hours: { mon: \"09:00-18:00\", fri: 9-5 }, holidays: [2026-13-01] }\ndirectory:\n  fallback: support\n  teams:\n    support: { calendar: tokio, supervisor: ghost, agents: { emi: {} } }\n",
+            ),
+            (
+                "w.yaml",
+                "workflow:\n  sla: { calendar: tokyo, first_reply: soon }\n  states:\n    open: { initial: true }\n    done: { terminal: true }\n  transitions:\n    - { from: open, to: done, on: agent.resolve }\n",
+            ),
+        ]);
+        assert_eq!(
+            located(&r),
+            [
+                "a.yaml:3:68 config::bad-calendar",
+                "a.yaml:3:86 config::bad-calendar",
+                "a.yaml:7:26 config::unknown-calendar",
+                "a.yaml:7:45 config::unknown-agent",
+                "w.yaml:2:40 config::bad-duration",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_read_like_humantime() {
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn paths_normalise_lexically() {
+        assert_eq!(
+            normalize(Path::new("./a/b/../c.yaml")),
+            PathBuf::from("a/c.yaml")
+        );
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
     }
 }

@@ -115,17 +115,25 @@ impl EventKind {
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
 #[non_exhaustive]
 pub enum EventError {
-    #[error("event {event}: kind `{kind}` is not one the engine or the workflow knows; check the spelling or declare it under `workflow.events`")]
+    #[error(
+        "event {event}: kind `{kind}` is not one the engine or the workflow knows; check the spelling or declare it under `workflow.events`"
+    )]
     UnknownKind { event: EventId, kind: String },
-    #[error("event {event} ({kind}): {message}; see the scenario format in the README for the fields of this kind")]
+    #[error(
+        "event {event} ({kind}): {message}; see the scenario format in the README for the fields of this kind"
+    )]
     Malformed {
         event: EventId,
         kind: String,
         message: String,
     },
-    #[error("event {event} ({kind}) names no case, order, tracking number or Message-ID, so it cannot be matched to a case; add `case:` or a correlation key")]
+    #[error(
+        "event {event} ({kind}) names no case, order, tracking number or Message-ID, so it cannot be matched to a case; add `case:` or a correlation key"
+    )]
     NoSubject { event: EventId, kind: String },
-    #[error("event {event} ({kind}) refers to {key}, which matches no case; send it with `case:` or after the event that links {key}")]
+    #[error(
+        "event {event} ({kind}) refers to {key}, which matches no case; send it with `case:` or after the event that links {key}"
+    )]
     UnknownCase {
         event: EventId,
         kind: String,
@@ -188,11 +196,16 @@ impl Event {
             "agent.cancel_promise" => Payload::CancelPromise(self.decode()?),
             "agent.assign" => Payload::Assign(self.decode()?),
             "agent.record" => Payload::Record(self.decode()?),
-            "warehouse.planned" | "warehouse.shipped" | "warehouse.delayed" | "warehouse.held"
-            | "warehouse.released" | "warehouse.backorder" | "carrier.eta"
-            | "carrier.delivered" | "carrier.exception" | "order.placed" => {
-                Payload::Fulfilment(self.decode()?)
-            }
+            "warehouse.planned"
+            | "warehouse.shipped"
+            | "warehouse.delayed"
+            | "warehouse.held"
+            | "warehouse.released"
+            | "warehouse.backorder"
+            | "carrier.eta"
+            | "carrier.delivered"
+            | "carrier.exception"
+            | "order.placed" => Payload::Fulfilment(self.decode()?),
             "timer.fired" => Payload::Timer(self.decode()?),
             _ => Payload::Other,
         })

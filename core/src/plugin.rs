@@ -103,6 +103,10 @@ impl fmt::Display for PluginKind {
 pub struct ActionCatalog {
     /// Plugin name -> (kind, actions offered).
     plugins: BTreeMap<String, (PluginKind, BTreeSet<String>)>,
+    /// Plugins configured with a problem (unknown kind, bad settings):
+    /// their actions are accepted, so one mistake is reported once, where
+    /// the plugin is configured, not again at every use.
+    unchecked: BTreeSet<String>,
     /// When the plugin section could not be read, every action is
     /// accepted rather than reporting each as unknown.
     open: bool,
@@ -110,8 +114,8 @@ pub struct ActionCatalog {
 
 impl ActionCatalog {
     /// Build the catalog from `plugins:`, reporting unknown kinds, reserved
-    /// names and bad `process` settings. Plugins with problems are left
-    /// out, so their actions are reported where they are used as well.
+    /// names and bad `process` settings. The actions of a plugin with a
+    /// problem are not checked (the problem is reported once, here).
     pub fn from_config(
         plugins: &IndexMap<String, PluginDef>,
         index: &LocationIndex,
@@ -140,6 +144,7 @@ impl ActionCatalog {
                 if let Some(s) = crate::workflow::did_you_mean(&def.kind, known.iter().copied()) {
                     hint = format!("did you mean `{s}`? {hint}");
                 }
+                catalog.unchecked.insert(name.clone());
                 diags.push(
                     Diagnostic::error(
                         "plugin::unknown-kind",
@@ -156,6 +161,7 @@ impl ActionCatalog {
                 match process_actions(def) {
                     Ok(list) => actions.extend(list),
                     Err(msg) => {
+                        catalog.unchecked.insert(name.clone());
                         let at = index
                             .value(&format!("{path}.actions"))
                             .or_else(|| index.key(&path));
@@ -165,7 +171,9 @@ impl ActionCatalog {
                                 format!("plugin `{name}` (kind process): {msg}"),
                             )
                             .at(at)
-                            .hint("list the actions the program handles: `actions: [export, sync]`"),
+                            .hint(
+                                "list the actions the program handles: `actions: [export, sync]`",
+                            ),
                         );
                         continue;
                     }
@@ -181,8 +189,8 @@ impl ActionCatalog {
     /// into a second error.
     pub(crate) fn open() -> Self {
         ActionCatalog {
-            plugins: BTreeMap::new(),
             open: true,
+            ..ActionCatalog::default()
         }
     }
 
@@ -194,6 +202,9 @@ impl ActionCatalog {
         let Some((plugin, act)) = action.split_once('.') else {
             return false;
         };
+        if self.unchecked.contains(plugin) {
+            return true;
+        }
         self.plugins
             .get(plugin)
             .is_some_and(|(_, actions)| actions.contains(act))
@@ -309,5 +320,7 @@ mod tests {
             ]
         );
         assert_eq!(cat.kind("x"), None);
+        // Reported once, at the plugin; uses of it are not errors again.
+        assert!(cat.contains("x.send"));
     }
 }

@@ -42,8 +42,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
+use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::case::StateId;
 use crate::config::{ActionDef, StateDef, StateSet, WorkflowDef};
@@ -112,7 +112,10 @@ fn state_path(name: &str) -> String {
 
 /// The closest of `candidates` to `word`, if one is close enough to be a
 /// likely typo (used for "did you mean" hints).
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -150,7 +153,11 @@ fn reach(
         if std::mem::replace(&mut seen[n.index()], true) {
             continue;
         }
-        todo.extend(graph.neighbors_directed(n, dir).filter(|m| !seen[m.index()]));
+        todo.extend(
+            graph
+                .neighbors_directed(n, dir)
+                .filter(|m| !seen[m.index()]),
+        );
     }
     seen
 }
@@ -226,7 +233,9 @@ impl Workflow {
         match initials.as_slice() {
             [] => diags.push(
                 Diagnostic::error("workflow::no-initial", "no state is marked `initial: true`")
-                    .at(index.key("workflow.states").or_else(|| index.nearest("workflow")))
+                    .at(index
+                        .key("workflow.states")
+                        .or_else(|| index.nearest("workflow")))
                     .hint("mark the state new cases start in with `initial: true`"),
             ),
             [_] => {}
@@ -251,9 +260,14 @@ impl Workflow {
         }
         if !def.states.values().any(|s| s.terminal) {
             diags.push(
-                Diagnostic::error("workflow::no-terminal", "no state is marked `terminal: true`")
-                    .at(index.key("workflow.states").or_else(|| index.nearest("workflow")))
-                    .hint("mark the state(s) where a case is finished with `terminal: true`"),
+                Diagnostic::error(
+                    "workflow::no-terminal",
+                    "no state is marked `terminal: true`",
+                )
+                .at(index
+                    .key("workflow.states")
+                    .or_else(|| index.nearest("workflow")))
+                .hint("mark the state(s) where a case is finished with `terminal: true`"),
             );
         }
         let mut timeouts = HashMap::new();
@@ -276,7 +290,13 @@ impl Workflow {
                     .hint("remove `terminal: true` or `initial: true`"),
                 );
             }
-            check_actions(&state.on_enter, &format!("{path}.on_enter"), catalog, index, &mut diags);
+            check_actions(
+                &state.on_enter,
+                &format!("{path}.on_enter"),
+                catalog,
+                index,
+                &mut diags,
+            );
             let Some(timeout) = &state.timeout else {
                 if state.waiting && !state.terminal {
                     diags.push(
@@ -312,9 +332,12 @@ impl Workflow {
             let after = match crate::config::parse_duration(&timeout.after) {
                 Ok(d) if d.is_zero() => {
                     diags.push(
-                        Diagnostic::error("workflow::bad-duration", format!("timeout of `{name}` is zero"))
-                            .at(index.value(&format!("{tpath}.after")))
-                            .hint("use a positive duration such as `30m`, `4h` or `2days`"),
+                        Diagnostic::error(
+                            "workflow::bad-duration",
+                            format!("timeout of `{name}` is zero"),
+                        )
+                        .at(index.value(&format!("{tpath}.after")))
+                        .hint("use a positive duration such as `30m`, `4h` or `2days`"),
                     );
                     None
                 }
@@ -323,7 +346,10 @@ impl Workflow {
                     diags.push(
                         Diagnostic::error(
                             "workflow::bad-duration",
-                            format!("timeout of `{name}`: `{}` is not a duration: {e}", timeout.after),
+                            format!(
+                                "timeout of `{name}`: `{}` is not a duration: {e}",
+                                timeout.after
+                            ),
                         )
                         .at(index.value(&format!("{tpath}.after")))
                         .hint("write a duration such as `30m`, `4h` or `2days`"),
@@ -331,7 +357,13 @@ impl Workflow {
                     None
                 }
             };
-            check_actions(&timeout.actions, &format!("{tpath}.actions"), catalog, index, &mut diags);
+            check_actions(
+                &timeout.actions,
+                &format!("{tpath}.actions"),
+                catalog,
+                index,
+                &mut diags,
+            );
             if to_ok {
                 timeout_edges.push((name, &timeout.to));
             } else {
@@ -367,9 +399,12 @@ impl Workflow {
             let mut from: Vec<StateId> = Vec::new();
             if names.is_empty() {
                 diags.push(
-                    Diagnostic::error("workflow::empty-from", format!("transition {i} has an empty `from` list"))
-                        .at(index.value(&format!("{path}.from")))
-                        .hint("name the state(s) it leaves, or `\"*\"` for every non-terminal state"),
+                    Diagnostic::error(
+                        "workflow::empty-from",
+                        format!("transitions[{i}] has an empty `from` list"),
+                    )
+                    .at(index.value(&format!("{path}.from")))
+                    .hint("name the state(s) it leaves, or `\"*\"` for every non-terminal state"),
                 );
             }
             for (j, name) in names.iter().enumerate() {
@@ -384,12 +419,12 @@ impl Workflow {
                     None => {
                         maybe_entries.push(&t.to);
                         maybe_exits.extend(did_you_mean(name, state_names.iter().copied()));
-                        diags.push(unknown_state(name, &format!("transition {i} leaves"), at));
+                        diags.push(unknown_state(name, &format!("transitions[{i}] leaves"), at));
                     }
                     Some(s) if s.terminal => diags.push(
                         Diagnostic::error(
                             "workflow::terminal-exit",
-                            format!("transition {i} leaves terminal state `{name}`; nothing may leave a terminal state"),
+                            format!("transitions[{i}] leaves terminal state `{name}`; nothing may leave a terminal state"),
                         )
                         .at(at)
                         .hint("remove this state from `from`, or make it non-terminal (to reopen a case, use a non-terminal `resolved` state)"),
@@ -411,8 +446,16 @@ impl Workflow {
             }
             if !to_ok {
                 maybe_entries.extend(did_you_mean(&t.to, state_names.iter().copied()));
-                maybe_exits.extend(from.iter().map(|f| def.states.get_key_value(f.as_str()).map_or("", |(k, _)| k.as_str())));
-                diags.push(unknown_state(&t.to, &format!("transition {i} goes to"), index.value(&format!("{path}.to"))));
+                maybe_exits.extend(from.iter().map(|f| {
+                    def.states
+                        .get_key_value(f.as_str())
+                        .map_or("", |(k, _)| k.as_str())
+                }));
+                diags.push(unknown_state(
+                    &t.to,
+                    &format!("transitions[{i}] goes to"),
+                    index.value(&format!("{path}.to")),
+                ));
             }
             if !known(&t.on) {
                 let all: Vec<&str> = KNOWN_KINDS
@@ -427,7 +470,10 @@ impl Workflow {
                 diags.push(
                     Diagnostic::error(
                         "workflow::unknown-event",
-                        format!("transition {i} fires on `{}`, which is not a known event kind", t.on),
+                        format!(
+                            "transitions[{i}] fires on `{}`, which is not a known event kind",
+                            t.on
+                        ),
                     )
                     .at(index.value(&format!("{path}.on")))
                     .hint(hint),
@@ -453,13 +499,19 @@ impl Workflow {
                 diags.push(
                     Diagnostic::error(
                         "workflow::guard-syntax",
-                        format!("guard of transition {i} does not compile: {}", err.0),
+                        format!("guard of transitions[{i}] does not compile: {}", err.0),
                     )
                     .at(at)
                     .hint(hint),
                 );
             }
-            check_actions(&t.actions, &format!("{path}.actions"), catalog, index, &mut diags);
+            check_actions(
+                &t.actions,
+                &format!("{path}.actions"),
+                catalog,
+                index,
+                &mut diags,
+            );
             if to_ok {
                 transitions.push(Transition {
                     index: i,
@@ -484,7 +536,11 @@ impl Workflow {
             .collect();
         for t in &transitions {
             for f in &t.from {
-                graph.add_edge(nodes[f.as_str()], nodes[t.to.as_str()], Edge::Transition(t.index));
+                graph.add_edge(
+                    nodes[f.as_str()],
+                    nodes[t.to.as_str()],
+                    Edge::Transition(t.index),
+                );
             }
         }
         for (from, to) in &timeout_edges {
@@ -669,7 +725,9 @@ impl Workflow {
         fn q(s: &str) -> String {
             format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
         }
-        let mut out = String::from("digraph workflow {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n");
+        let mut out = String::from(
+            "digraph workflow {\n  rankdir=LR;\n  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n",
+        );
         out.push_str("  __start [shape=point, width=0.15, label=\"\"];\n");
         let _ = writeln!(out, "  __start -> {};", q(self.initial.as_str()));
         for (name, s) in &self.states {
@@ -698,7 +756,12 @@ impl Workflow {
         for (from, to, label, timeout) in self.drawn_edges() {
             let from = from.map_or("__any".to_owned(), |f| q(f.as_str()));
             let style = if timeout { ", style=dashed" } else { "" };
-            let _ = writeln!(out, "  {from} -> {} [label={}{style}];", q(to.as_str()), q(&label));
+            let _ = writeln!(
+                out,
+                "  {from} -> {} [label={}{style}];",
+                q(to.as_str()),
+                q(&label)
+            );
         }
         out.push_str("}\n");
         out
@@ -739,7 +802,10 @@ impl Workflow {
         out.push_str("    classDef terminal fill:#e0e0e0,stroke-width:3px\n");
         out.push_str("    classDef initial stroke-width:3px\n");
         for (class, pick) in [
-            ("initial", &(|s: &StateDef| s.initial) as &dyn Fn(&StateDef) -> bool),
+            (
+                "initial",
+                &(|s: &StateDef| s.initial) as &dyn Fn(&StateDef) -> bool,
+            ),
             ("waiting", &|s: &StateDef| s.waiting && !s.terminal),
             ("terminal", &|s: &StateDef| s.terminal),
         ] {
@@ -781,7 +847,10 @@ mod tests {
             ]
         }));
         let w = w.unwrap_or_else(|| panic!("{d}"));
-        let idx: Vec<usize> = w.transitions_from("a", "agent.close").map(|t| t.index).collect();
+        let idx: Vec<usize> = w
+            .transitions_from("a", "agent.close")
+            .map(|t| t.index)
+            .collect();
         assert_eq!(idx, [1, 2]);
         assert_eq!(w.transitions_from("z", "agent.close").count(), 0);
         assert!(w.has_exit("b"));
@@ -805,7 +874,10 @@ mod tests {
             "transitions": []
         }));
         let w = w.unwrap_or_else(|| panic!("{d}"));
-        assert_eq!(w.timeout("a").unwrap().after, Duration::from_secs(2 * 86400));
+        assert_eq!(
+            w.timeout("a").unwrap().after,
+            Duration::from_secs(2 * 86400)
+        );
         assert!(w.to_dot().contains("style=dashed"));
     }
 
@@ -843,7 +915,10 @@ mod tests {
             ],
             "{d}"
         );
-        let ev = d.iter().find(|d| d.code == "workflow::unknown-event").unwrap();
+        let ev = d
+            .iter()
+            .find(|d| d.code == "workflow::unknown-event")
+            .unwrap();
         assert!(ev.hint.as_deref().unwrap().contains("agent.resolve"));
     }
 

@@ -172,10 +172,7 @@ impl LocationIndex {
                 Event::MappingEnd | Event::SequenceEnd => {
                     stack.pop();
                 }
-                Event::DocumentEnd
-                | Event::StreamEnd
-                | Event::StreamStart
-                | Event::Nothing => {}
+                Event::DocumentEnd | Event::StreamEnd | Event::StreamStart | Event::Nothing => {}
             }
         }
         index
@@ -303,7 +300,11 @@ fn folded(file: &SourceFile, start: Pos, end: Pos, quoted: bool) -> Vec<(char, P
     for l in start.line..=end.line {
         let Some(text) = file.line(l) else { break };
         let chars: Vec<char> = text.chars().collect();
-        let from = if l == start.line { start.column - 1 + q } else { 0 };
+        let from = if l == start.line {
+            start.column - 1 + q
+        } else {
+            0
+        };
         let to = if l == end.line {
             (end.column - 1).saturating_sub(q).min(chars.len())
         } else {
@@ -331,14 +332,27 @@ fn folded(file: &SourceFile, start: Pos, end: Pos, quoted: bool) -> Vec<(char, P
             pending_break = true;
             continue;
         }
-        if l != start.line && !pending_break
+        if l != start.line
+            && !pending_break
             && let Some(&(_, p)) = out.last()
         {
-            out.push((' ', Pos { line: p.line, column: p.column + 1 }));
+            out.push((
+                ' ',
+                Pos {
+                    line: p.line,
+                    column: p.column + 1,
+                },
+            ));
         }
         pending_break = false;
         for (i, c) in chars[a..b].iter().enumerate() {
-            out.push((*c, Pos { line: l, column: a + i + 1 }));
+            out.push((
+                *c,
+                Pos {
+                    line: l,
+                    column: a + i + 1,
+                },
+            ));
         }
     }
     out
@@ -364,14 +378,22 @@ fn locate(chars: &[(char, Pos)], line: usize, column: usize) -> Option<Pos> {
             c += 1;
         }
     }
-    last.map(|p| Pos { line: p.line, column: p.column + 1 })
+    last.map(|p| Pos {
+        line: p.line,
+        column: p.column + 1,
+    })
 }
 
 /// Parse `file` as `T`. Syntax errors, unknown keys and type errors come
 /// back as one [`Diagnostic`] at serde_yaml's location (unknown keys point
 /// at the key and list the expected ones).
 pub fn parse<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostic> {
-    serde_yaml::from_str(&file.text).map_err(|e| to_diagnostic(file, &e))
+    // serde_yaml deserializes as it scans, so a type error early in a file
+    // would hide a syntax error after it. Scan the whole file first.
+    if let Err(e) = serde_yaml::from_str::<serde_yaml::Value>(&file.text) {
+        return Err(to_diagnostic(file, &e, true));
+    }
+    serde_yaml::from_str(&file.text).map_err(|e| to_diagnostic(file, &e, false))
 }
 
 /// The `include:` list of a file that failed to parse as a whole, so the
@@ -387,17 +409,17 @@ pub fn includes_only(file: &SourceFile) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn to_diagnostic(file: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
+fn to_diagnostic(file: &SourceFile, e: &serde_yaml::Error, syntax: bool) -> Diagnostic {
     let full = e.to_string();
     // serde_yaml appends " at line L column C"; the location is shown apart.
-    let message = match (e.location(), full.rfind(" at line ")) {
-        (Some(_), Some(cut)) => full[..cut].to_owned(),
-        _ => full.clone(),
-    };
+    let message = e
+        .location()
+        .and_then(|l| full.strip_suffix(&format!(" at line {} column {}", l.line(), l.column())))
+        .unwrap_or(&full)
+        .to_owned();
     let location = e
         .location()
         .map(|l| SourceLocation::new(file.path.clone(), l.line(), l.column()));
-    let syntax = LocationIndex::build(file).is_partial(0);
     let (code, hint) = if syntax {
         (
             "yaml::syntax",
@@ -407,7 +429,10 @@ fn to_diagnostic(file: &SourceFile, e: &serde_yaml::Error) -> Diagnostic {
         )
     } else if message.contains("unknown field") {
         ("yaml::unknown-key", unknown_key_hint(&message))
-    } else if let Some(field) = backticked(&message).first().filter(|_| message.contains("missing field")) {
+    } else if let Some(field) = backticked(&message)
+        .first()
+        .filter(|_| message.contains("missing field"))
+    {
         (
             "yaml::missing-key",
             format!("add `{field}:` here; it is required"),
@@ -453,22 +478,55 @@ mod tests {
         let idx = index(
             "workflow:\n  states:\n    new: { initial: true }\n  transitions:\n    - from: [a, b]\n      to: c\n",
         );
-        assert_eq!(idx.key("workflow.states.new").unwrap().to_string(), "f.yaml:3:5");
-        assert_eq!(idx.value("workflow.states.new.initial").unwrap().to_string(), "f.yaml:3:21");
-        assert_eq!(idx.key("workflow.transitions[0]").unwrap().to_string(), "f.yaml:5:7");
-        assert_eq!(idx.value("workflow.transitions[0].from[1]").unwrap().to_string(), "f.yaml:5:17");
-        assert_eq!(idx.value("workflow.transitions[0].to").unwrap().to_string(), "f.yaml:6:11");
+        assert_eq!(
+            idx.key("workflow.states.new").unwrap().to_string(),
+            "f.yaml:3:5"
+        );
+        assert_eq!(
+            idx.value("workflow.states.new.initial")
+                .unwrap()
+                .to_string(),
+            "f.yaml:3:21"
+        );
+        assert_eq!(
+            idx.key("workflow.transitions[0]").unwrap().to_string(),
+            "f.yaml:5:7"
+        );
+        assert_eq!(
+            idx.value("workflow.transitions[0].from[1]")
+                .unwrap()
+                .to_string(),
+            "f.yaml:5:17"
+        );
+        assert_eq!(
+            idx.value("workflow.transitions[0].to").unwrap().to_string(),
+            "f.yaml:6:11"
+        );
         assert_eq!(idx.top_level_keys(0), ["workflow"]);
-        assert_eq!(idx.nearest("workflow.transitions[0].guard").unwrap().to_string(), "f.yaml:5:7");
+        assert_eq!(
+            idx.nearest("workflow.transitions[0].guard")
+                .unwrap()
+                .to_string(),
+            "f.yaml:5:7"
+        );
     }
 
     #[test]
     fn maps_positions_inside_scalars() {
         let idx = index("a: 'x > 1 &&'\nb: |\n  x > 1\n  && (\nc: x >\n   1 )\n");
-        assert_eq!(idx.within_value("a", 1, 7).unwrap().to_string(), "f.yaml:1:11");
-        assert_eq!(idx.within_value("b", 2, 4).unwrap().to_string(), "f.yaml:4:6");
+        assert_eq!(
+            idx.within_value("a", 1, 7).unwrap().to_string(),
+            "f.yaml:1:11"
+        );
+        assert_eq!(
+            idx.within_value("b", 2, 4).unwrap().to_string(),
+            "f.yaml:4:6"
+        );
         // A plain scalar over two lines folds into one line: `x > 1 )`.
-        assert_eq!(idx.within_value("c", 1, 7).unwrap().to_string(), "f.yaml:6:6");
+        assert_eq!(
+            idx.within_value("c", 1, 7).unwrap().to_string(),
+            "f.yaml:6:6"
+        );
     }
 
     #[test]
