@@ -1,13 +1,50 @@
 //! The configuration an ops team writes: `casework.yaml` and the files it
 //! includes.
 //!
-//! These types are the schema. Every one denies unknown fields, so a typo
-//! is an error with a location rather than a silently ignored setting.
+//! These types are the schema. Every one denies unknown fields (except
+//! [`PluginDef`], whose extra keys are the plugin's own settings), so a
+//! typo is an error with a location rather than a silently ignored setting.
 //! Parsing lives in [`crate::yaml`]; cross-checks (states that exist,
 //! guards that compile, actions a plugin offers) in [`crate::workflow`]
-//! and [`validate`].
+//! and here.
+//!
+//! # Loading
+//!
+//! [`load`] reads `casework.yaml` and every file it pulls in with
+//! `include:` (paths relative to the including file). Each included file
+//! has the same top-level schema and its sections merge in; a section
+//! defined in two files is an error naming both places. The Rhai files
+//! named in `rules.files` are read too (relative to the file that names
+//! them), so the rules host can compile them from the [`LoadedConfig`].
+//!
+//! Reading goes through a [`SourceReader`], so a pack embedded in a binary
+//! ([`MemoryReader`]) loads exactly like one on disk ([`DiskReader`]).
+//!
+//! ```
+//! use std::path::Path;
+//! use casework_core::config::{self, MemoryReader};
+//!
+//! let reader = MemoryReader::new([
+//!     ("pack/casework.yaml", "name: tiny\ninclude: [workflow.yaml]\n"),
+//!     ("pack/workflow.yaml", "workflow:\n  states:\n    open: { initial: true }\n    done: { terminal: true }\n  transitions:\n    - { from: open, to: done, on: agent.resolve }\n"),
+//! ]);
+//! let loaded = config::load_with(&reader, Path::new("pack/casework.yaml")).unwrap();
+//! assert_eq!(loaded.workflow.initial().as_str(), "open");
+//! assert_eq!(loaded.sources.len(), 2);
+//!
+//! // A transition to a state that does not exist, located in the file:
+//! let reader = MemoryReader::new([
+//!     ("c.yaml", "workflow:\n  states:\n    open: { initial: true }\n    done: { terminal: true }\n  transitions:\n    - { from: open, to: dne, on: agent.resolve }\n"),
+//! ]);
+//! let errors = config::load_with(&reader, Path::new("c.yaml")).unwrap_err();
+//! let first = errors.iter().next().unwrap();
+//! assert_eq!(first.code, "workflow::unknown-state");
+//! assert_eq!(first.location.as_ref().unwrap().to_string(), "c.yaml:6:25");
+//! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use chrono_tz::Tz;
 use indexmap::IndexMap;
@@ -15,6 +52,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::CalendarDef;
 use crate::case::Channel;
+use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, SourceLocation};
+use crate::plugin::ActionCatalog;
+use crate::workflow::Workflow;
+use crate::yaml::{self, LocationIndex};
 
 /// The whole configuration, after includes are merged.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -250,4 +291,776 @@ pub struct PluginDef {
     pub kind: String,
     #[serde(flatten)]
     pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+// ---------------------------------------------------------------------------
+// Reading sources
+
+/// Where configuration files come from: disk, or text embedded in a binary.
+pub trait SourceReader {
+    /// The text of the file at `path` (as the config names it, joined to
+    /// the directory of the file that names it).
+    fn read(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// Reads files from disk.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiskReader;
+
+impl SourceReader for DiskReader {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// Files held in memory, e.g. a default pack embedded with `include_str!`.
+/// Paths are compared after lexical normalisation (`a/./b/../c` is `a/c`).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryReader {
+    files: BTreeMap<PathBuf, &'static str>,
+}
+
+impl MemoryReader {
+    pub fn new(files: impl IntoIterator<Item = (&'static str, &'static str)>) -> Self {
+        MemoryReader {
+            files: files
+                .into_iter()
+                .map(|(p, text)| (normalize(Path::new(p)), text))
+                .collect(),
+        }
+    }
+
+    /// The paths held, normalised.
+    pub fn paths(&self) -> impl Iterator<Item = &Path> {
+        self.files.keys().map(PathBuf::as_path)
+    }
+}
+
+impl SourceReader for MemoryReader {
+    fn read(&self, path: &Path) -> std::io::Result<String> {
+        self.files
+            .get(&normalize(path))
+            .map(|s| (*s).to_owned())
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{} is not in the embedded pack", path.display()),
+                )
+            })
+    }
+}
+
+/// Remove `.` and resolve `..` lexically, so the same file reached two
+/// ways has one name (for include cycles and the memory reader).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Durations
+
+/// Parse a duration (`30m`, `4h`, `2days`).
+// TODO(calendar): replace with `crate::calendar::parse_duration` once it
+// lands, so config and calendar read durations the same way.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+/// A configuration that loaded and passed every check.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The root file's path, as shown.
+    pub root: String,
+    /// Every section, merged from the root file and its includes.
+    pub def: ConfigDef,
+    /// Every file read: the YAML files in load order, then the rule files.
+    pub sources: Vec<SourceFile>,
+    /// The Rhai files of `rules.files`, in the order listed.
+    pub rule_files: Vec<SourceFile>,
+    /// Where each path of the merged configuration is written.
+    pub index: LocationIndex,
+    /// The actions the configured plugins offer.
+    pub actions: ActionCatalog,
+    pub workflow: Workflow,
+    /// Warnings found while checking (no errors, or it would not have
+    /// loaded).
+    pub warnings: Diagnostics,
+}
+
+impl LoadedConfig {
+    /// A file read while loading, by its shown path.
+    pub fn source(&self, path: &str) -> Option<&SourceFile> {
+        self.sources.iter().find(|s| s.path == path)
+    }
+}
+
+/// Everything `check` learns: the files read (to show source lines), all
+/// diagnostics, and the loaded configuration when there was no error.
+#[derive(Clone, Debug, Default)]
+pub struct CheckReport {
+    pub sources: Vec<SourceFile>,
+    /// Sorted by file (in load order), line and column.
+    pub diagnostics: Diagnostics,
+    pub config: Option<LoadedConfig>,
+}
+
+impl CheckReport {
+    pub fn into_result(self) -> Result<LoadedConfig, Diagnostics> {
+        self.config.ok_or(self.diagnostics)
+    }
+}
+
+/// Load and check the configuration at `path` from disk.
+pub fn load(path: impl AsRef<Path>) -> Result<LoadedConfig, Diagnostics> {
+    load_with(&DiskReader, path.as_ref())
+}
+
+/// Load and check the configuration at `path` through `reader`.
+pub fn load_with(reader: &dyn SourceReader, path: &Path) -> Result<LoadedConfig, Diagnostics> {
+    check_with(reader, path).into_result()
+}
+
+/// Load and check, keeping every diagnostic and every file read.
+pub fn check_with(reader: &dyn SourceReader, path: &Path) -> CheckReport {
+    let mut loader = Loader {
+        reader,
+        files: Vec::new(),
+        seen: HashMap::new(),
+        diags: Diagnostics::default(),
+    };
+    loader.visit(path, None, &mut Vec::new());
+    loader.finish(path)
+}
+
+/// One YAML file as read.
+struct FileLoad {
+    path: PathBuf,
+    source: SourceFile,
+    def: Option<ConfigDef>,
+    index: LocationIndex,
+}
+
+struct Loader<'r> {
+    reader: &'r dyn SourceReader,
+    files: Vec<FileLoad>,
+    /// Normalised path -> position in `files`.
+    seen: HashMap<PathBuf, usize>,
+    diags: Diagnostics,
+}
+
+/// The top-level sections a file may define (besides `include`).
+const SECTIONS: &[&str] = &[
+    "name",
+    "timezone",
+    "workflow",
+    "directory",
+    "calendars",
+    "rules",
+    "plugins",
+];
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+impl Loader<'_> {
+    /// Read, parse and index `path`, then the files it includes (depth
+    /// first, in the order listed).
+    fn visit(&mut self, path: &Path, from: Option<SourceLocation>, chain: &mut Vec<PathBuf>) {
+        let norm = normalize(path);
+        if chain.contains(&norm) {
+            let cycle: Vec<String> = chain
+                .iter()
+                .chain(std::iter::once(&norm))
+                .map(|p| display(p))
+                .collect();
+            self.diags.push(
+                Diagnostic::error(
+                    "config::include-cycle",
+                    format!("files include each other: {}", cycle.join(" -> ")),
+                )
+                .at(from)
+                .hint("remove one of these includes"),
+            );
+            return;
+        }
+        if let Some(&i) = self.seen.get(&norm) {
+            self.diags.push(
+                Diagnostic::error(
+                    "config::duplicate-include",
+                    format!("{} is included more than once", display(path)),
+                )
+                .at(from)
+                .hint(format!(
+                    "include it once; it is already included by the file at {}",
+                    display(&self.files[i].path)
+                )),
+            );
+            return;
+        }
+        let text = match self.reader.read(path) {
+            Ok(t) => t,
+            Err(e) => {
+                let what = if from.is_some() {
+                    "included file"
+                } else {
+                    "configuration"
+                };
+                self.diags.push(
+                    Diagnostic::error(
+                        "config::read-error",
+                        format!("cannot read {what} {}: {e}", display(path)),
+                    )
+                    .at(from)
+                    .hint("check the path: includes are relative to the file that names them"),
+                );
+                return;
+            }
+        };
+        let source = SourceFile::new(display(path), text);
+        let index = LocationIndex::build(&source);
+        let (def, includes) = match yaml::parse::<ConfigDef>(&source) {
+            Ok(def) => {
+                let inc = def.include.clone();
+                (Some(def), inc)
+            }
+            Err(d) => {
+                self.diags.push(d);
+                (None, yaml::includes_only(&source))
+            }
+        };
+        let at: Vec<Option<SourceLocation>> = (0..includes.len())
+            .map(|i| index.value(&format!("include[{i}]")))
+            .collect();
+        self.seen.insert(norm.clone(), self.files.len());
+        self.files.push(FileLoad {
+            path: path.to_path_buf(),
+            source,
+            def,
+            index,
+        });
+        chain.push(norm);
+        let dir = path.parent().unwrap_or(Path::new(""));
+        for (inc, at) in includes.iter().zip(at) {
+            self.visit(&dir.join(inc), at, chain);
+        }
+        chain.pop();
+    }
+
+    fn finish(mut self, root: &Path) -> CheckReport {
+        let mut merged = ConfigDef::default();
+        let mut index = LocationIndex::default();
+        // Section -> (file position, where it is defined).
+        let mut owner: HashMap<&'static str, (usize, Option<SourceLocation>)> = HashMap::new();
+        // Sections we could not read (their file failed to parse): checks
+        // that depend on them are skipped rather than reported twice.
+        let mut unreadable: BTreeSet<&'static str> = BTreeSet::new();
+        let mut file_index = Vec::new();
+        for (i, file) in self.files.iter_mut().enumerate() {
+            let mut defined = Vec::new();
+            for key in file.index.top_level_keys(0) {
+                if let Some(s) = SECTIONS.iter().find(|s| **s == key) {
+                    defined.push(*s);
+                }
+            }
+            let Some(def) = file.def.take() else {
+                if file.index.is_partial(0) {
+                    unreadable.extend(SECTIONS.iter().copied());
+                } else {
+                    unreadable.extend(defined.iter().copied());
+                }
+                file_index.push((i, Vec::new()));
+                continue;
+            };
+            let mut owned = Vec::new();
+            for section in defined {
+                let here = file.index.key(section);
+                if let Some((_, first)) = owner.get(section) {
+                    let first = first
+                        .as_ref()
+                        .map_or_else(|| display(&file.path), ToString::to_string);
+                    self.diags.push(
+                        Diagnostic::error(
+                            "config::duplicate-section",
+                            format!("section `{section}` is defined twice: first at {first}, again here"),
+                        )
+                        .at(here)
+                        .hint("define each top-level section in one file only; move these entries into the first one"),
+                    );
+                    continue;
+                }
+                owner.insert(section, (i, here));
+                owned.push(section);
+                take_section(&mut merged, &def, section);
+            }
+            file_index.push((i, owned));
+        }
+        for (i, owned) in file_index {
+            let file_idx = std::mem::take(&mut self.files[i].index);
+            let is_root = i == 0;
+            index.merge(file_idx, |p| {
+                let head = p.split(['.', '[']).next().unwrap_or("");
+                owned.contains(&head) || (is_root && (head == "include" || p.is_empty()))
+            });
+        }
+
+        // Rule files, relative to the file that defines `rules`.
+        let mut rule_files = Vec::new();
+        if let (Some(rules), Some((i, _))) = (&merged.rules, owner.get("rules")) {
+            let dir = self.files[*i]
+                .path
+                .parent()
+                .unwrap_or(Path::new(""))
+                .to_path_buf();
+            for (j, name) in rules.files.iter().enumerate() {
+                let path = dir.join(name);
+                match self.reader.read(&path) {
+                    Ok(text) => rule_files.push(SourceFile::new(display(&path), text)),
+                    Err(e) => self.diags.push(
+                        Diagnostic::error(
+                            "config::read-error",
+                            format!("cannot read rule file {}: {e}", display(&path)),
+                        )
+                        .at(index.value(&format!("rules.files[{j}]")))
+                        .hint("rule files are relative to the file that lists them"),
+                    ),
+                }
+            }
+        }
+
+        // Cross-checks.
+        validate(&merged, &index, &unreadable, &mut self.diags);
+        let (actions, plugin_diags) = if unreadable.contains("plugins") {
+            (ActionCatalog::open(), Diagnostics::default())
+        } else {
+            ActionCatalog::from_config(&merged.plugins, &index)
+        };
+        self.diags.0.extend(plugin_diags.0);
+        let mut workflow = None;
+        match &merged.workflow {
+            Some(def) => {
+                let (wf, d) = Workflow::analyze(def, &actions, &index);
+                self.diags.0.extend(d.0);
+                workflow = wf;
+            }
+            None if unreadable.contains("workflow") || self.files.is_empty() => {}
+            None => self.diags.push(
+                Diagnostic::error("config::missing-workflow", "no `workflow:` section")
+                    .at(index.key("").or_else(|| {
+                        self.files
+                            .first()
+                            .map(|f| SourceLocation::new(f.source.path.clone(), 1, 1))
+                    }))
+                    .hint("define the workflow here or in a file listed under `include:`"),
+            ),
+        }
+
+        let mut sources: Vec<SourceFile> = self.files.iter().map(|f| f.source.clone()).collect();
+        sources.extend(rule_files.iter().cloned());
+        let mut diagnostics = self.diags;
+        sort_diagnostics(&mut diagnostics, &sources);
+        let config = match workflow {
+            Some(workflow) if !diagnostics.has_errors() => Some(LoadedConfig {
+                root: display(root),
+                def: merged,
+                sources: sources.clone(),
+                rule_files,
+                index,
+                actions,
+                workflow,
+                warnings: diagnostics.clone(),
+            }),
+            _ => None,
+        };
+        CheckReport {
+            sources,
+            diagnostics,
+            config,
+        }
+    }
+}
+
+/// Move section `section` of `from` into `into`.
+fn take_section(into: &mut ConfigDef, from: &ConfigDef, section: &str) {
+    match section {
+        "name" => into.name.clone_from(&from.name),
+        "timezone" => into.timezone = from.timezone,
+        "workflow" => into.workflow.clone_from(&from.workflow),
+        "directory" => into.directory.clone_from(&from.directory),
+        "calendars" => into.calendars.clone_from(&from.calendars),
+        "rules" => into.rules.clone_from(&from.rules),
+        "plugins" => into.plugins.clone_from(&from.plugins),
+        _ => {}
+    }
+}
+
+/// Order diagnostics by file (in load order), then line and column;
+/// unlocated ones last, each group in the order found.
+fn sort_diagnostics(diags: &mut Diagnostics, sources: &[SourceFile]) {
+    let rank = |d: &Diagnostic| match &d.location {
+        Some(l) => (
+            sources
+                .iter()
+                .position(|s| s.path == l.file)
+                .unwrap_or(usize::MAX - 1),
+            l.line,
+            l.column,
+        ),
+        None => (usize::MAX, 0, 0),
+    };
+    diags.0.sort_by_key(rank);
+}
+
+/// Checks across sections: calendars named by the SLA and the teams exist,
+/// durations parse, the fallback team and supervisors exist, calendar
+/// hours and holidays are well formed.
+fn validate(
+    def: &ConfigDef,
+    index: &LocationIndex,
+    unreadable: &BTreeSet<&str>,
+    diags: &mut Diagnostics,
+) {
+    let calendars_known = !unreadable.contains("calendars");
+    let calendar_names: Vec<&str> = def.calendars.keys().map(String::as_str).collect();
+    let unknown_calendar = |name: &str, what: String, at: Option<SourceLocation>| {
+        let hint = match crate::workflow::did_you_mean(name, calendar_names.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None if calendar_names.is_empty() => {
+                "define it under `calendars:` (timezone, hours, holidays)".to_owned()
+            }
+            None => format!(
+                "use one of the calendars ({}) or define `{name}` under `calendars:`",
+                calendar_names.join(", ")
+            ),
+        };
+        Diagnostic::error(
+            "config::unknown-calendar",
+            format!("{what} calendar `{name}`, which is not defined"),
+        )
+        .at(at)
+        .hint(hint)
+    };
+
+    for (name, cal) in &def.calendars {
+        check_calendar(name, cal, index, diags);
+    }
+
+    if let Some(sla) = def.workflow.as_ref().and_then(|w| w.sla.as_ref()) {
+        if calendars_known && !def.calendars.contains_key(&sla.calendar) {
+            diags.push(unknown_calendar(
+                &sla.calendar,
+                "the SLA runs on".into(),
+                index.value("workflow.sla.calendar"),
+            ));
+        }
+        for (field, value) in [
+            ("first_reply", &sla.first_reply),
+            ("next_reply", &sla.next_reply),
+            ("resolution", &sla.resolution),
+            ("warn_before", &sla.warn_before),
+        ] {
+            if let Some(v) = value {
+                let problem = match parse_duration(v) {
+                    Ok(d) if d.is_zero() => Some("it is zero".to_owned()),
+                    Ok(_) => None,
+                    Err(e) => Some(e),
+                };
+                if let Some(p) = problem {
+                    diags.push(
+                        Diagnostic::error(
+                            "config::bad-duration",
+                            format!("`workflow.sla.{field}`: `{v}` is not a usable duration: {p}"),
+                        )
+                        .at(index.value(&format!("workflow.sla.{field}")))
+                        .hint("write a positive duration such as `4h`, `1day` or `30m`"),
+                    );
+                }
+            }
+        }
+    }
+
+    if let Some(dir) = &def.directory {
+        let teams: Vec<&str> = dir.teams.keys().map(String::as_str).collect();
+        if !dir.teams.contains_key(&dir.fallback) {
+            let hint = match crate::workflow::did_you_mean(&dir.fallback, teams.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("name one of the teams: {}", teams.join(", ")),
+            };
+            diags.push(
+                Diagnostic::error(
+                    "config::unknown-team",
+                    format!(
+                        "the fallback team `{}` is not a team of the directory",
+                        dir.fallback
+                    ),
+                )
+                .at(index.value("directory.fallback"))
+                .hint(hint),
+            );
+        }
+        let agents: BTreeSet<&str> = dir
+            .teams
+            .values()
+            .flat_map(|t| t.agents.keys().map(String::as_str))
+            .collect();
+        for (name, team) in &dir.teams {
+            let path = format!("directory.teams.{name}");
+            if let Some(cal) = &team.calendar
+                && calendars_known
+                && !def.calendars.contains_key(cal)
+            {
+                diags.push(unknown_calendar(
+                    cal,
+                    format!("team `{name}` works on"),
+                    index.value(&format!("{path}.calendar")),
+                ));
+            }
+            if let Some(sup) = &team.supervisor
+                && !agents.contains(sup.as_str())
+            {
+                let hint = match crate::workflow::did_you_mean(sup, agents.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "add the supervisor as an agent of a team".to_owned(),
+                };
+                diags.push(
+                    Diagnostic::error(
+                        "config::unknown-agent",
+                        format!("the supervisor of team `{name}`, `{sup}`, is not an agent in the directory"),
+                    )
+                    .at(index.value(&format!("{path}.supervisor")))
+                    .hint(hint),
+                );
+            }
+        }
+    }
+}
+
+const WEEKDAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// Light checks of a calendar's hours and holidays.
+// TODO(calendar): replace with the calendar module's own parser when it
+// lands, so `check` and the engine agree on one reading.
+fn check_calendar(name: &str, cal: &CalendarDef, index: &LocationIndex, diags: &mut Diagnostics) {
+    let path = format!("calendars.{name}");
+    for (day, ranges) in &cal.hours {
+        let p = format!("{path}.hours.{day}");
+        if !WEEKDAYS.contains(&day.as_str()) {
+            diags.push(
+                Diagnostic::error(
+                    "config::bad-calendar",
+                    format!("calendar `{name}`: `{day}` is not a weekday"),
+                )
+                .at(index.key(&p))
+                .hint("use mon, tue, wed, thu, fri, sat or sun"),
+            );
+        }
+        for range in ranges.split(',') {
+            let ok = range.trim().split_once('-').is_some_and(|(a, b)| {
+                let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").ok();
+                matches!((t(a), t(b)), (Some(a), Some(b)) if a < b)
+            });
+            if !ok {
+                diags.push(
+                    Diagnostic::error(
+                        "config::bad-calendar",
+                        format!(
+                            "calendar `{name}`: `{}` is not an opening-hours range",
+                            range.trim()
+                        ),
+                    )
+                    .at(index.value(&p))
+                    .hint("write ranges as `09:00-18:00`, several separated by commas"),
+                );
+            }
+        }
+    }
+    for (i, h) in cal.holidays.iter().enumerate() {
+        let d = |s: &str| chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
+        let ok = match h.split_once("..") {
+            Some((a, b)) => matches!((d(a), d(b)), (Some(a), Some(b)) if a <= b),
+            None => d(h).is_some(),
+        };
+        if !ok {
+            diags.push(
+                Diagnostic::error(
+                    "config::bad-calendar",
+                    format!("calendar `{name}`: holiday `{h}` is not a date or a date range"),
+                )
+                .at(index.value(&format!("{path}.holidays[{i}]")))
+                .hint("write `2026-12-31` or a range `2026-12-29..2027-01-03`"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKFLOW: &str = "workflow:\n  states:\n    open: { initial: true }\n    done: { terminal: true }\n  transitions:\n    - { from: open, to: done, on: agent.resolve }\n";
+
+    fn check(files: &[(&'static str, &'static str)]) -> CheckReport {
+        check_with(
+            &MemoryReader::new(files.iter().copied()),
+            Path::new(files[0].0),
+        )
+    }
+
+    fn located(r: &CheckReport) -> Vec<String> {
+        r.diagnostics
+            .iter()
+            .map(|d| match &d.location {
+                Some(l) => format!("{l} {}", d.code),
+                None => format!("- {}", d.code),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn includes_merge_and_rule_files_are_read_beside_their_file() {
+        let r = check(&[
+            (
+                "p/casework.yaml",
+                "include: [wf/workflow.yaml, more.yaml]\n",
+            ),
+            ("p/wf/workflow.yaml", WORKFLOW),
+            (
+                "p/more.yaml",
+                "rules:\n  files: [r/route.rhai]\n  settings: { days: 3 }\n",
+            ),
+            ("p/r/route.rhai", "fn route(c) { \"support\" }"),
+        ]);
+        assert!(r.diagnostics.is_empty(), "{}", r.diagnostics);
+        let c = r.config.unwrap();
+        assert_eq!(c.rule_files[0].path, "p/r/route.rhai");
+        assert_eq!(c.sources.len(), 4);
+        assert_eq!(c.def.rules.unwrap().settings["days"], 3);
+        assert_eq!(
+            c.index
+                .value("workflow.transitions[0].to")
+                .unwrap()
+                .to_string(),
+            "p/wf/workflow.yaml:6:25"
+        );
+    }
+
+    #[test]
+    fn a_section_defined_twice_names_both_places() {
+        let r = check(&[
+            ("a.yaml", "include: [b.yaml]\ncalendars: {}\n"),
+            ("b.yaml", "calendars: {}\n"),
+        ]);
+        let d = r
+            .diagnostics
+            .iter()
+            .find(|d| d.code == "config::duplicate-section")
+            .unwrap();
+        assert_eq!(d.location.as_ref().unwrap().to_string(), "b.yaml:1:1");
+        assert!(d.message.contains("a.yaml:2:1"), "{}", d.message);
+    }
+
+    #[test]
+    fn include_cycles_and_missing_files_are_located() {
+        let r = check(&[
+            ("a.yaml", "include: [b.yaml, gone.yaml]\n"),
+            ("b.yaml", "include: [a.yaml]\n"),
+        ]);
+        // Sorted by file in load order, then line and column.
+        assert_eq!(
+            located(&r),
+            [
+                "a.yaml:1:1 config::missing-workflow",
+                "a.yaml:1:19 config::read-error",
+                "b.yaml:1:11 config::include-cycle",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_that_fails_to_parse_does_not_hide_the_others() {
+        let r = check(&[
+            ("a.yaml", "include: [wf.yaml, dir.yaml]\n"),
+            ("wf.yaml", "workflow:\n  states: {}\n  transitons: []\n"),
+            (
+                "dir.yaml",
+                "directory:\n  fallback: nobody\n  teams: { support: {} }\n",
+            ),
+        ]);
+        assert_eq!(
+            located(&r),
+            [
+                "wf.yaml:3:3 yaml::unknown-key",
+                "dir.yaml:2:13 config::unknown-team"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_rule_files_point_at_their_name() {
+        let r = check(&[
+            (
+                "a.yaml",
+                "include: [w.yaml]\nrules:\n  files: [route.rhai]\n",
+            ),
+            ("w.yaml", WORKFLOW),
+        ]);
+        assert_eq!(located(&r), ["a.yaml:3:11 config::read-error"]);
+    }
+
+    #[test]
+    fn directory_and_sla_references_are_checked() {
+        let r = check(&[
+            (
+                "a.yaml",
+                "include: [w.yaml]\ncalendars:\n  tokyo: { timezone: Asia/Tokyo, hours: { mon: \"09:00-18:00\", fri: 9-5 }, holidays: [2026-13-01] }\ndirectory:\n  fallback: support\n  teams:\n    support: { calendar: tokio, supervisor: ghost, agents: { emi: {} } }\n",
+            ),
+            (
+                "w.yaml",
+                "workflow:\n  sla: { calendar: tokyo, first_reply: soon }\n  states:\n    open: { initial: true }\n    done: { terminal: true }\n  transitions:\n    - { from: open, to: done, on: agent.resolve }\n",
+            ),
+        ]);
+        assert_eq!(
+            located(&r),
+            [
+                "a.yaml:3:68 config::bad-calendar",
+                "a.yaml:3:86 config::bad-calendar",
+                "a.yaml:7:26 config::unknown-calendar",
+                "a.yaml:7:45 config::unknown-agent",
+                "w.yaml:2:40 config::bad-duration",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_read_like_humantime() {
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn paths_normalise_lexically() {
+        assert_eq!(
+            normalize(Path::new("./a/b/../c.yaml")),
+            PathBuf::from("a/c.yaml")
+        );
+        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+    }
 }

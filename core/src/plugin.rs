@@ -1,1 +1,326 @@
-//! (being written)
+//! Plugins: the code that talks to the outside world, and the catalog of
+//! actions a configuration may request of them.
+//!
+//! A plugin is configured under `plugins:` as `name: { kind: K, ...settings }`.
+//! The *kind* picks the implementation; the *name* is what actions are
+//! written with: an action is `<plugin name>.<action>`, so a plugin named
+//! `team` of kind `notify` offers `team.notify`. The engine itself offers a
+//! few actions that need no plugin ([`ENGINE_ACTIONS`]).
+//!
+//! `check` uses the [`ActionCatalog`] to reject an action no configured
+//! plugin offers, before a case ever asks for it.
+//!
+//! ```
+//! use casework_core::plugin::{ActionCatalog, PluginKind};
+//!
+//! assert_eq!(PluginKind::parse("carrier"), Some(PluginKind::Carrier));
+//! assert!(PluginKind::Warehouse.actions().contains(&"hold"));
+//! // Engine actions are always there.
+//! assert!(ActionCatalog::default().contains("task.create"));
+//! assert!(!ActionCatalog::default().contains("warehouse.hold"));
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use indexmap::IndexMap;
+
+use crate::config::PluginDef;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::yaml::LocationIndex;
+
+/// Actions the engine carries out itself, with no plugin configured:
+/// `task.create` puts work on a person's list (phone the customer),
+/// `case.tag` adds a tag to the case.
+pub const ENGINE_ACTIONS: &[&str] = &["task.create", "case.tag"];
+
+/// Plugin names that would clash with [`ENGINE_ACTIONS`].
+const RESERVED_NAMES: &[&str] = &["task", "case"];
+
+/// The built-in plugin kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PluginKind {
+    /// Sends e-mail: `send`.
+    Email,
+    /// The shop's warehouse: `hold`, `release`, `ship_on`, `track`.
+    Warehouse,
+    /// A delivery company: `reschedule`, `track`.
+    Carrier,
+    /// Tells a team or agent about a case on their preferred channel:
+    /// `notify`.
+    Notify,
+    /// Runs a local program; offers the actions listed in its `actions:`
+    /// setting.
+    Process,
+}
+
+impl PluginKind {
+    /// Every kind, in the order shown in hints.
+    pub const ALL: &'static [PluginKind] = &[
+        PluginKind::Email,
+        PluginKind::Warehouse,
+        PluginKind::Carrier,
+        PluginKind::Notify,
+        PluginKind::Process,
+    ];
+
+    /// The kind named in YAML (`kind: warehouse`).
+    pub fn parse(s: &str) -> Option<Self> {
+        PluginKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Email => "email",
+            PluginKind::Warehouse => "warehouse",
+            PluginKind::Carrier => "carrier",
+            PluginKind::Notify => "notify",
+            PluginKind::Process => "process",
+        }
+    }
+
+    /// The actions every plugin of this kind offers. `process` offers none
+    /// by itself: its actions come from its settings.
+    pub fn actions(self) -> &'static [&'static str] {
+        match self {
+            PluginKind::Email => &["send"],
+            PluginKind::Warehouse => &["hold", "release", "ship_on", "track"],
+            PluginKind::Carrier => &["reschedule", "track"],
+            PluginKind::Notify => &["notify"],
+            PluginKind::Process => &[],
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which actions the configured plugins (and the engine) offer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActionCatalog {
+    /// Plugin name -> (kind, actions offered).
+    plugins: BTreeMap<String, (PluginKind, BTreeSet<String>)>,
+    /// Plugins configured with a problem (unknown kind, bad settings):
+    /// their actions are accepted, so one mistake is reported once, where
+    /// the plugin is configured, not again at every use.
+    unchecked: BTreeSet<String>,
+    /// When the plugin section could not be read, every action is
+    /// accepted rather than reporting each as unknown.
+    open: bool,
+}
+
+impl ActionCatalog {
+    /// Build the catalog from `plugins:`, reporting unknown kinds, reserved
+    /// names and bad `process` settings. The actions of a plugin with a
+    /// problem are not checked (the problem is reported once, here).
+    pub fn from_config(
+        plugins: &IndexMap<String, PluginDef>,
+        index: &LocationIndex,
+    ) -> (ActionCatalog, Diagnostics) {
+        let mut catalog = ActionCatalog::default();
+        let mut diags = Diagnostics::default();
+        for (name, def) in plugins {
+            let path = format!("plugins.{name}");
+            if RESERVED_NAMES.contains(&name.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        "plugin::reserved-name",
+                        format!("plugin name `{name}` is reserved for the engine's own actions"),
+                    )
+                    .at(index.key(&path))
+                    .hint(format!(
+                        "rename the plugin; `{}` are built in",
+                        ENGINE_ACTIONS.join("`, `")
+                    )),
+                );
+                continue;
+            }
+            let Some(kind) = PluginKind::parse(&def.kind) else {
+                let known: Vec<&str> = PluginKind::ALL.iter().map(|k| k.as_str()).collect();
+                let mut hint = format!("use one of the built-in kinds: {}", known.join(", "));
+                if let Some(s) = crate::workflow::did_you_mean(&def.kind, known.iter().copied()) {
+                    hint = format!("did you mean `{s}`? {hint}");
+                }
+                catalog.unchecked.insert(name.clone());
+                diags.push(
+                    Diagnostic::error(
+                        "plugin::unknown-kind",
+                        format!("plugin `{name}` has unknown kind `{}`", def.kind),
+                    )
+                    .at(index.value(&format!("{path}.kind")))
+                    .hint(hint),
+                );
+                continue;
+            };
+            let mut actions: BTreeSet<String> =
+                kind.actions().iter().map(|a| (*a).to_owned()).collect();
+            if kind == PluginKind::Process {
+                match process_actions(def) {
+                    Ok(list) => actions.extend(list),
+                    Err(msg) => {
+                        catalog.unchecked.insert(name.clone());
+                        let at = index
+                            .value(&format!("{path}.actions"))
+                            .or_else(|| index.key(&path));
+                        diags.push(
+                            Diagnostic::error(
+                                "plugin::invalid-settings",
+                                format!("plugin `{name}` (kind process): {msg}"),
+                            )
+                            .at(at)
+                            .hint(
+                                "list the actions the program handles: `actions: [export, sync]`",
+                            ),
+                        );
+                        continue;
+                    }
+                }
+            }
+            catalog.plugins.insert(name.clone(), (kind, actions));
+        }
+        (catalog, diags)
+    }
+
+    /// A catalog that accepts every action: used when the `plugins`
+    /// section could not be read, so its absence does not turn every action
+    /// into a second error.
+    pub(crate) fn open() -> Self {
+        ActionCatalog {
+            open: true,
+            ..ActionCatalog::default()
+        }
+    }
+
+    /// True when `action` (`plugin.action`) can be carried out.
+    pub fn contains(&self, action: &str) -> bool {
+        if self.open || ENGINE_ACTIONS.contains(&action) {
+            return true;
+        }
+        let Some((plugin, act)) = action.split_once('.') else {
+            return false;
+        };
+        if self.unchecked.contains(plugin) {
+            return true;
+        }
+        self.plugins
+            .get(plugin)
+            .is_some_and(|(_, actions)| actions.contains(act))
+    }
+
+    /// The kind of the plugin called `name`.
+    pub fn kind(&self, name: &str) -> Option<PluginKind> {
+        self.plugins.get(name).map(|(k, _)| *k)
+    }
+
+    /// Every action on offer, `plugin.action`, engine actions first.
+    pub fn actions(&self) -> impl Iterator<Item = String> + '_ {
+        ENGINE_ACTIONS.iter().map(|a| (*a).to_owned()).chain(
+            self.plugins
+                .iter()
+                .flat_map(|(p, (_, acts))| acts.iter().map(move |a| format!("{p}.{a}"))),
+        )
+    }
+
+    /// What to tell someone who wrote `action`, which is not on offer.
+    pub fn hint_for(&self, action: &str) -> String {
+        let all: Vec<String> = self.actions().collect();
+        if let Some(s) = crate::workflow::did_you_mean(action, all.iter().map(String::as_str)) {
+            return format!("did you mean `{s}`?");
+        }
+        match action.split_once('.') {
+            None => format!(
+                "write actions as `plugin.action`; available: {}",
+                all.join(", ")
+            ),
+            Some((plugin, act)) => match self.plugins.get(plugin) {
+                Some((kind, acts)) => format!(
+                    "plugin `{plugin}` (kind {kind}) has no action `{act}`; it offers: {}",
+                    acts.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                None => format!(
+                    "no plugin is named `{plugin}`: configure one under `plugins:` \
+                     (e.g. `{plugin}: {{ kind: ... }}`) or use one of: {}",
+                    all.join(", ")
+                ),
+            },
+        }
+    }
+}
+
+/// The `actions: [...]` setting of a `process` plugin.
+fn process_actions(def: &PluginDef) -> Result<Vec<String>, String> {
+    let Some(value) = def.settings.get("actions") else {
+        return Err("missing `actions`, the list of actions it offers".into());
+    };
+    let Some(items) = value.as_array() else {
+        return Err("`actions` must be a list of action names".into());
+    };
+    items
+        .iter()
+        .map(|v| match v.as_str() {
+            Some(s) if !s.is_empty() && !s.contains('.') => Ok(s.to_owned()),
+            _ => Err(format!(
+                "`actions` must hold plain names like `export`, found {v}"
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(kind: &str, settings: &[(&str, serde_json::Value)]) -> PluginDef {
+        PluginDef {
+            kind: kind.into(),
+            settings: settings
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn catalog_offers_kind_actions_under_the_plugin_name() {
+        let mut plugins = IndexMap::new();
+        plugins.insert("team".to_owned(), plugin("notify", &[]));
+        plugins.insert("wh".to_owned(), plugin("warehouse", &[]));
+        plugins.insert(
+            "erp".to_owned(),
+            plugin("process", &[("actions", serde_json::json!(["export"]))]),
+        );
+        let (cat, diags) = ActionCatalog::from_config(&plugins, &LocationIndex::default());
+        assert!(diags.is_empty(), "{diags}");
+        assert!(cat.contains("team.notify"));
+        assert!(cat.contains("wh.ship_on"));
+        assert!(cat.contains("erp.export"));
+        assert!(cat.contains("case.tag"));
+        assert!(!cat.contains("wh.notify"));
+        assert!(!cat.contains("warehouse.hold"));
+        assert!(cat.hint_for("wh.hodl").contains("wh.hold"));
+    }
+
+    #[test]
+    fn unknown_kind_and_bad_process_settings_are_reported() {
+        let mut plugins = IndexMap::new();
+        plugins.insert("x".to_owned(), plugin("smtp", &[]));
+        plugins.insert("p".to_owned(), plugin("process", &[]));
+        plugins.insert("task".to_owned(), plugin("notify", &[]));
+        let (cat, diags) = ActionCatalog::from_config(&plugins, &LocationIndex::default());
+        let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
+        assert_eq!(
+            codes,
+            [
+                "plugin::unknown-kind",
+                "plugin::invalid-settings",
+                "plugin::reserved-name"
+            ]
+        );
+        assert_eq!(cat.kind("x"), None);
+        // Reported once, at the plugin; uses of it are not errors again.
+        assert!(cat.contains("x.send"));
+    }
+}

@@ -1,0 +1,38 @@
+//! `casework check [CONFIG]`: validate everything, report every problem.
+
+use std::process::ExitCode;
+
+use super::{ConfigArg, print_diagnostics, print_error_count};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let report = args.config.check();
+    let shown = args.config.shown();
+    let stderr = &mut std::io::stderr().lock();
+    print_diagnostics(stderr, &report.diagnostics, &report.sources);
+    let Some(loaded) = report.config else {
+        print_error_count(stderr, &report.diagnostics, &shown);
+        return ExitCode::FAILURE;
+    };
+    let wf = &loaded.workflow;
+    let teams = loaded.def.directory.as_ref().map_or(0, |d| d.teams.len());
+    let warnings = loaded.warnings.iter().count();
+    let warned = match warnings {
+        0 => String::new(),
+        1 => ", 1 warning".to_owned(),
+        n => format!(", {n} warnings"),
+    };
+    println!(
+        "{shown}: ok: {} states, {} transitions, {} teams, {} rule files{warned}",
+        wf.states().count(),
+        wf.transitions().len(),
+        teams,
+        loaded.rule_files.len(),
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,139 @@
+//! Subcommands and what they share: choosing the configuration and
+//! printing diagnostics.
+//!
+//! To add a subcommand: a module with an `Args` (clap `Args`) and a
+//! `run(Args) -> ExitCode`, a variant in [`Command`] and an arm in
+//! [`main`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use casework::config::{self, CheckReport, LoadedConfig};
+use casework::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
+use clap::{Parser, Subcommand};
+
+pub mod check;
+pub mod graph;
+
+/// Keeps customer-service cases moving and promises kept.
+#[derive(Debug, Parser)]
+#[command(name = "casework", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a configuration: YAML, workflow graph, guards, actions,
+    /// directory and calendars. Exits 1 if anything is wrong.
+    Check(check::Args),
+    /// Draw the workflow graph (Graphviz DOT or Mermaid).
+    Graph(graph::Args),
+}
+
+/// Parse the command line and run the subcommand. Usage errors exit 2
+/// (clap's default); a failed check exits 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Graph(args) => graph::run(args),
+    }
+}
+
+/// The configuration argument every subcommand takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// The configuration file (`casework.yaml`); the embedded default pack
+    /// when left out.
+    #[arg(value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// Load and check, keeping every diagnostic.
+    pub fn check(&self) -> CheckReport {
+        match &self.config {
+            Some(path) => config::check_with(&config::DiskReader, path),
+            None => casework::pack::check(),
+        }
+    }
+
+    /// The path shown for this configuration.
+    pub fn shown(&self) -> String {
+        self.config.as_deref().map_or_else(
+            || casework::pack::ROOT.to_owned(),
+            |p| Path::new(p).display().to_string(),
+        )
+    }
+
+    /// Load the configuration, or print why not (on stderr) and give the
+    /// exit code to return.
+    pub fn load(&self) -> Result<LoadedConfig, ExitCode> {
+        let report = self.check();
+        let stderr = &mut std::io::stderr().lock();
+        print_diagnostics(stderr, &report.diagnostics, &report.sources);
+        match report.config {
+            Some(c) => Ok(c),
+            None => {
+                print_error_count(stderr, &report.diagnostics, &self.shown());
+                Err(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// Print each diagnostic as `file:line:col: error[code]: message`, the
+/// source line with a caret under the column, and the hint.
+pub fn print_diagnostics(out: &mut dyn Write, diags: &Diagnostics, sources: &[SourceFile]) {
+    for d in diags.iter() {
+        let _ = write_diagnostic(out, d, sources);
+    }
+}
+
+fn write_diagnostic(
+    out: &mut dyn Write,
+    d: &Diagnostic,
+    sources: &[SourceFile],
+) -> std::io::Result<()> {
+    let sev = match d.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    match &d.location {
+        Some(loc) => writeln!(out, "{loc}: {sev}[{}]: {}", d.code, d.message)?,
+        None => writeln!(out, "{sev}[{}]: {}", d.code, d.message)?,
+    }
+    let line = d.location.as_ref().and_then(|loc| {
+        let file = sources.iter().find(|s| s.path == loc.file)?;
+        Some((loc, file.line(loc.line)?))
+    });
+    if let Some((loc, text)) = line {
+        let number = loc.line.to_string();
+        let pad = " ".repeat(number.len());
+        // Keep tabs so the caret lines up under them.
+        let lead: String = text
+            .chars()
+            .take(loc.column.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        writeln!(out, " {number} | {text}")?;
+        writeln!(out, " {pad} | {lead}^")?;
+    }
+    if let Some(hint) = &d.hint {
+        writeln!(out, "  hint: {hint}")?;
+    }
+    writeln!(out)
+}
+
+/// The closing line of a failed check.
+pub fn print_error_count(out: &mut dyn Write, diags: &Diagnostics, shown: &str) {
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let plural = if errors == 1 { "" } else { "s" };
+    let _ = writeln!(out, "{shown}: {errors} error{plural} found");
+}

@@ -1,0 +1,53 @@
+//! The default pack (`rules/` in the repository), embedded in the binary.
+//!
+//! Its files keep the paths they have in the repository
+//! (`rules/casework.yaml`, `rules/route.rhai`), so diagnostics about the
+//! embedded pack read the same as about the files on disk. Add any new
+//! file of `rules/` that the pack loads to [`FILES`].
+
+use std::path::Path;
+
+use casework_core::config::{self, CheckReport, LoadedConfig, MemoryReader};
+use casework_core::diagnostic::Diagnostics;
+
+/// The pack's root configuration file.
+pub const ROOT: &str = "rules/casework.yaml";
+
+/// Every file of the pack, by its repository path.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "rules/casework.yaml",
+        include_str!("../rules/casework.yaml"),
+    ),
+    (
+        "rules/workflow.yaml",
+        include_str!("../rules/workflow.yaml"),
+    ),
+    (
+        "rules/directory.yaml",
+        include_str!("../rules/directory.yaml"),
+    ),
+    (
+        "rules/calendars.yaml",
+        include_str!("../rules/calendars.yaml"),
+    ),
+    ("rules/plugins.yaml", include_str!("../rules/plugins.yaml")),
+    ("rules/route.rhai", include_str!("../rules/route.rhai")),
+    ("rules/urgency.rhai", include_str!("../rules/urgency.rhai")),
+    ("rules/promise.rhai", include_str!("../rules/promise.rhai")),
+];
+
+/// A reader serving the embedded files.
+pub fn reader() -> MemoryReader {
+    MemoryReader::new(FILES.iter().copied())
+}
+
+/// Load and check the embedded pack.
+pub fn load() -> Result<LoadedConfig, Diagnostics> {
+    check().into_result()
+}
+
+/// Check the embedded pack, keeping every diagnostic and file read.
+pub fn check() -> CheckReport {
+    config::check_with(&reader(), Path::new(ROOT))
+}

@@ -1,0 +1,503 @@
+//! `casework check` and `casework graph`: the default pack is valid, every
+//! kind of broken configuration is reported at its exact place, and the
+//! graph validator agrees with a naive reachability check.
+
+use std::path::Path;
+
+use casework::config;
+use casework::diagnostic::Severity;
+
+use crate::util::{casework, find, root, scratch};
+
+#[test]
+fn default_pack_on_disk_is_valid() {
+    let run = casework(["check", "rules/casework.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(
+        run.stdout
+            .starts_with("rules/casework.yaml: ok: 9 states, "),
+        "{}",
+        run.output()
+    );
+    assert!(
+        run.stdout.contains("5 teams, 3 rule files"),
+        "{}",
+        run.output()
+    );
+}
+
+#[test]
+fn embedded_pack_is_valid() {
+    let run = casework(["check"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(
+        run.stdout.starts_with("rules/casework.yaml: ok"),
+        "{}",
+        run.output()
+    );
+}
+
+#[test]
+fn embedded_pack_is_the_rules_directory() {
+    let mut on_disk: Vec<String> = std::fs::read_dir(root().join("rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "rhai"))
+        .map(|p| format!("rules/{}", p.file_name().unwrap().to_string_lossy()))
+        .collect();
+    on_disk.sort();
+    let mut embedded: Vec<String> = casework::pack::FILES
+        .iter()
+        .map(|(p, _)| (*p).to_owned())
+        .collect();
+    embedded.sort();
+    assert_eq!(embedded, on_disk, "add new files of rules/ to src/pack.rs");
+    for (path, text) in casework::pack::FILES {
+        assert_eq!(
+            std::fs::read_to_string(root().join(path)).unwrap(),
+            *text,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn loaded_pack_carries_sources_rules_and_locations() {
+    let loaded = casework::pack::load().unwrap();
+    let rules: Vec<&str> = loaded.rule_files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        rules,
+        [
+            "rules/route.rhai",
+            "rules/urgency.rhai",
+            "rules/promise.rhai"
+        ]
+    );
+    assert!(loaded.source("rules/workflow.yaml").is_some());
+    let wf = &loaded.workflow;
+    assert_eq!(wf.initial().as_str(), "new");
+    assert!(wf.is_terminal("closed"));
+    assert!(wf.state("waiting_on_customer").unwrap().pauses_sla);
+    // `*` transitions apply everywhere but in terminal states.
+    assert!(
+        wf.transitions_from("waiting_on_carrier", "promise.at_risk")
+            .next()
+            .is_some()
+    );
+    assert!(
+        wf.transitions_from("closed", "agent.close")
+            .next()
+            .is_none()
+    );
+    let first = wf.transitions_from("new", "case.routed").next().unwrap();
+    assert_eq!(first.location.as_ref().unwrap().file, "rules/workflow.yaml");
+    assert!(loaded.actions.contains("team.notify"));
+    assert!(loaded.warnings.is_empty(), "{}", loaded.warnings);
+}
+
+/// Load a fixture of `tests/fixtures/broken/` and assert it has exactly one
+/// error, with `code`, at `line:column`.
+fn assert_broken(file: &str, code: &str, line: usize, column: usize) {
+    let path = format!("tests/fixtures/broken/{file}");
+    let errors = config::load(root().join(&path)).expect_err("the fixture must not load");
+    let errors: Vec<_> = errors
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{file}: {errors:#?}");
+    let d = errors[0];
+    assert_eq!(d.code, code, "{file}: {d}");
+    let loc = d.location.as_ref().expect("located");
+    assert!(loc.file.ends_with(&path), "{loc}");
+    assert_eq!((loc.line, loc.column), (line, column), "{file}: {d}");
+    assert!(d.hint.is_some(), "{file}: every error says what to do");
+}
+
+#[test]
+fn broken_yaml_syntax() {
+    assert_broken("syntax.yaml", "yaml::syntax", 4, 18);
+}
+
+#[test]
+fn broken_unknown_key() {
+    assert_broken("unknown_key.yaml", "yaml::unknown-key", 6, 7);
+}
+
+#[test]
+fn broken_stuck_state() {
+    assert_broken("stuck_state.yaml", "workflow::stuck-state", 5, 5);
+}
+
+#[test]
+fn broken_guard_syntax() {
+    assert_broken("guard_syntax.yaml", "workflow::guard-syntax", 10, 40);
+}
+
+#[test]
+fn broken_missing_state() {
+    assert_broken("missing_state.yaml", "workflow::unknown-state", 8, 25);
+}
+
+#[test]
+fn broken_two_initial_states() {
+    assert_broken("two_initial.yaml", "workflow::multiple-initial", 5, 24);
+}
+
+#[test]
+fn broken_unreachable_state() {
+    assert_broken("unreachable.yaml", "workflow::unreachable-state", 5, 5);
+}
+
+#[test]
+fn broken_unknown_event_kind() {
+    assert_broken("unknown_event.yaml", "workflow::unknown-event", 8, 35);
+}
+
+#[test]
+fn broken_unknown_action() {
+    assert_broken("unknown_action.yaml", "workflow::unknown-action", 13, 19);
+}
+
+#[test]
+fn broken_unknown_plugin_kind() {
+    assert_broken("unknown_plugin_kind.yaml", "plugin::unknown-kind", 4, 11);
+}
+
+#[test]
+fn every_fixture_has_a_test() {
+    let tested = [
+        "syntax",
+        "unknown_key",
+        "stuck_state",
+        "guard_syntax",
+        "missing_state",
+        "two_initial",
+        "unreachable",
+        "unknown_event",
+        "unknown_action",
+        "unknown_plugin_kind",
+    ];
+    for entry in std::fs::read_dir(root().join("tests/fixtures/broken")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert!(
+            tested.contains(&stem.as_str()),
+            "no test for fixture {stem}"
+        );
+    }
+}
+
+#[test]
+fn check_prints_location_source_line_caret_and_hint() {
+    let run = casework(["check", "tests/fixtures/broken/missing_state.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.output());
+    let expected = "\
+tests/fixtures/broken/missing_state.yaml:8:25: error[workflow::unknown-state]: transitions[1] goes to `archived`, which is not a state of the workflow
+ 8 |     - { from: open, to: archived, on: agent.close }
+   |                         ^
+  hint: use one of the states: open, done
+";
+    assert!(run.stderr.starts_with(expected), "{}", run.output());
+    assert!(
+        run.stderr.ends_with("missing_state.yaml: 1 error found\n"),
+        "{}",
+        run.output()
+    );
+}
+
+#[test]
+fn check_of_a_missing_file_fails() {
+    let run = casework(["check", "no/such/casework.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(
+        run.stderr
+            .contains("error[config::read-error]: cannot read configuration no/such/casework.yaml"),
+        "{}",
+        run.output()
+    );
+}
+
+/// A copy of the default pack with one mistake in each of several files:
+/// every one is reported, at its place, and the exit status is 1.
+#[test]
+fn broken_copy_of_the_pack_lists_every_error() {
+    let dir = scratch("broken-pack");
+    for (path, text) in casework::pack::FILES {
+        let name = Path::new(path).file_name().unwrap();
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    // (file, text to replace, replacement, where the error points inside
+    // the replacement, code)
+    let mistakes = [
+        (
+            "workflow.yaml",
+            "on: case.routed\n      to: triage",
+            "on: case.routed\n      to: trage",
+            "trage",
+            "workflow::unknown-state",
+        ),
+        (
+            "workflow.yaml",
+            "level == \"urgent\"",
+            "level == ) \"urgent\"",
+            ")",
+            "workflow::guard-syntax",
+        ),
+        (
+            "workflow.yaml",
+            "on: agent.reopen",
+            "on: agent.repoen",
+            "agent.repoen",
+            "workflow::unknown-event",
+        ),
+        (
+            "directory.yaml",
+            "fallback: support",
+            "fallback: suport",
+            "suport",
+            "config::unknown-team",
+        ),
+        (
+            "plugins.yaml",
+            "kind: notify",
+            "kind: notifier",
+            "notifier",
+            "plugin::unknown-kind",
+        ),
+        (
+            "calendars.yaml",
+            "holidays:",
+            "holiday:",
+            "holiday:",
+            "yaml::unknown-key",
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (file, from, to, at, code) in mistakes {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "{from} must be unique in {file}"
+        );
+        let text = text.replace(from, to);
+        std::fs::write(&path, &text).unwrap();
+        let start = text.find(to).unwrap() + to.find(at).unwrap();
+        let (line, column) = find(&text[..], &text[start..]);
+        expected.push(format!("{}:{line}:{column}: error[{code}]", path.display()));
+    }
+    let config = dir.join("casework.yaml");
+    let run = casework([std::ffi::OsStr::new("check"), config.as_os_str()]);
+    assert_eq!(run.code, 1, "{}", run.output());
+    for e in &expected {
+        assert!(
+            run.stderr.contains(e.as_str()),
+            "missing `{e}` in\n{}",
+            run.output()
+        );
+    }
+    let errors = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(": error["))
+        .count();
+    assert_eq!(errors, expected.len(), "{}", run.output());
+    assert!(run.stderr.ends_with("6 errors found\n"), "{}", run.output());
+}
+
+#[test]
+fn graph_draws_dot_and_mermaid() {
+    let run = casework(["graph", "rules/casework.yaml", "--format", "dot"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    let dot = &run.stdout;
+    assert!(dot.starts_with("digraph workflow {"), "{dot}");
+    assert!(dot.contains("__start -> \"new\";"), "{dot}");
+    assert!(dot.contains("\"closed\" [peripheries=2"), "{dot}");
+    assert!(
+        dot.contains("\"waiting_on_customer\" [style=\"rounded,dashed,filled\""),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("label=\"urgency.raised [c.urgency.level == \\\"urgent\\\"]\""),
+        "{dot}"
+    );
+    // Graphviz, when installed, must accept it.
+    if let Ok(mut child) = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dot.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "dot rejected the graph");
+    }
+
+    let run = casework(["graph", "--format", "mermaid"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    let m = &run.stdout;
+    assert!(m.starts_with("stateDiagram-v2\n    [*] --> new\n"), "{m}");
+    assert!(m.contains("    closed --> [*]\n"), "{m}");
+    assert!(
+        m.contains("class waiting_on_warehouse,waiting_on_carrier,waiting_on_customer waiting"),
+        "{m}"
+    );
+}
+
+#[test]
+fn graph_of_a_broken_config_fails_and_bad_usage_exits_2() {
+    let run = casework(["graph", "tests/fixtures/broken/stuck_state.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr.contains("error[workflow::stuck-state]"),
+        "{}",
+        run.output()
+    );
+    let run = casework(["graph", "--format", "png"]);
+    assert_eq!(run.code, 2, "{}", run.output());
+}
+
+/// The validator's "no stuck state" verdict against a naive fixpoint over
+/// the edge list, on random workflows loaded end to end from YAML.
+mod stuck_states {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    use casework::config::{self, SourceReader};
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    struct Graph {
+        terminal: Vec<bool>,
+        /// (from: None is `*`, to)
+        edges: Vec<(Option<usize>, usize)>,
+        timeouts: Vec<Option<usize>>,
+    }
+
+    fn graphs() -> impl Strategy<Value = Graph> {
+        (2usize..8).prop_flat_map(|n| {
+            (
+                proptest::collection::vec(proptest::bool::weighted(0.25), n),
+                proptest::collection::vec(
+                    (proptest::option::weighted(0.9, 0..n), 0..n),
+                    0..(2 * n),
+                ),
+                proptest::collection::vec(proptest::option::weighted(0.2, 0..n), n),
+            )
+                .prop_map(|(mut terminal, edges, timeouts)| {
+                    terminal[0] = false; // s0 is the initial state
+                    if !terminal.contains(&true) {
+                        *terminal.last_mut().unwrap() = true;
+                    }
+                    Graph {
+                        terminal,
+                        edges,
+                        timeouts,
+                    }
+                })
+        })
+    }
+
+    fn yaml(g: &Graph) -> String {
+        let mut y = String::from("workflow:\n  states:\n");
+        for (i, t) in g.terminal.iter().enumerate() {
+            let mut fields = Vec::new();
+            if i == 0 {
+                fields.push("initial: true".to_owned());
+            }
+            if *t {
+                fields.push("terminal: true".to_owned());
+            }
+            if let Some(to) = g.timeouts[i] {
+                fields.push(format!("timeout: {{ after: 1h, to: s{to} }}"));
+            }
+            y.push_str(&format!("    s{i}: {{ {} }}\n", fields.join(", ")));
+        }
+        y.push_str("  transitions:\n");
+        if g.edges.is_empty() {
+            y.push_str("    []\n");
+        }
+        for (from, to) in &g.edges {
+            let from = from.map_or("\"*\"".to_owned(), |f| format!("s{f}"));
+            y.push_str(&format!(
+                "    - {{ from: {from}, to: s{to}, on: agent.note }}\n"
+            ));
+        }
+        y
+    }
+
+    /// Naive: a state can finish if it is terminal or has an edge to a
+    /// state that can; iterate until nothing changes.
+    fn naive_stuck(g: &Graph) -> BTreeSet<String> {
+        let n = g.terminal.len();
+        let mut edges = Vec::new();
+        for (from, to) in &g.edges {
+            match from {
+                Some(f) => edges.push((*f, *to)),
+                None => edges.extend((0..n).filter(|s| !g.terminal[*s]).map(|s| (s, *to))),
+            }
+        }
+        for (s, t) in g.timeouts.iter().enumerate() {
+            if let Some(t) = t {
+                edges.push((s, *t));
+            }
+        }
+        let mut good = g.terminal.clone();
+        loop {
+            let mut changed = false;
+            for (a, b) in &edges {
+                if good[*b] && !good[*a] {
+                    good[*a] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        (0..n)
+            .filter(|s| !good[*s])
+            .map(|s| format!("s{s}"))
+            .collect()
+    }
+
+    struct One(String);
+    impl SourceReader for One {
+        fn read(&self, _: &Path) -> std::io::Result<String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn validator_agrees_with_naive_reachability(g in graphs()) {
+            let text = yaml(&g);
+            let report = config::check_with(&One(text.clone()), Path::new("p.yaml"));
+            let mut stuck = BTreeSet::new();
+            for d in report.diagnostics.iter() {
+                // Terminal states with exits and unreachable states are
+                // other findings; anything else would be a validator bug.
+                prop_assert!(
+                    matches!(d.code, "workflow::stuck-state" | "workflow::terminal-exit" | "workflow::unreachable-state"),
+                    "unexpected {d}\n{text}"
+                );
+                if d.code == "workflow::stuck-state" {
+                    // The error points at the state's key: read its name there.
+                    let loc = d.location.as_ref().unwrap();
+                    let line = text.lines().nth(loc.line - 1).unwrap();
+                    let name = line[loc.column - 1..].split(':').next().unwrap();
+                    stuck.insert(name.to_owned());
+                }
+            }
+            prop_assert_eq!(stuck, naive_stuck(&g), "{}", text);
+        }
+    }
+}
