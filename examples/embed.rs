@@ -32,7 +32,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         let event = Event::from_json(line)?;
         clock.set(event.at);
         engine.tick(event.at)?; // fire timers due before this event
-        if let Outcome::Handled { decisions, actions, .. } = engine.handle(event)? {
+        if let Outcome::Handled {
+            decisions, actions, ..
+        } = engine.handle(event)?
+        {
             for d in &decisions {
                 println!("{}", casework::engine::explain::describe(d));
             }

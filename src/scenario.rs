@@ -40,7 +40,7 @@ pub struct ScenarioDef {
 }
 
 /// One expectation: every field given must hold for `case` at `by`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
     pub case: CaseId,
@@ -129,7 +129,7 @@ impl Scenario {
     /// Parse scenario text; `path` names it in errors and resolves `config`.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
         let file = SourceFile::new(path.display().to_string(), text);
-        let mut def: ScenarioDef = casework_core::yaml::from_source(&file)
+        let mut def: ScenarioDef = casework_core::yaml::parse(&file)
             .map_err(|d| ScenarioError::Invalid(Diagnostics(vec![d])))?;
         let stem = path
             .file_stem()
@@ -156,7 +156,7 @@ impl Scenario {
     /// Play the scenario on a fresh in-memory engine with a virtual clock.
     pub fn run(&self) -> Result<Run, ScenarioError> {
         let name = self.path.display().to_string();
-        let loaded = crate::pack::load(self.config_path().as_deref()).map_err(|diagnostics| {
+        let loaded = crate::load_config(self.config_path().as_deref()).map_err(|diagnostics| {
             ScenarioError::Config {
                 path: name.clone(),
                 diagnostics,
@@ -167,12 +167,13 @@ impl Scenario {
             diagnostics,
         })?;
         let clock = Arc::new(ManualClock::new(self.def.start));
-        let mut engine = Engine::builder(pack, rules).clock(clock.clone()).build().map_err(|e| {
-            ScenarioError::Engine {
+        let mut engine = Engine::builder(pack, rules)
+            .clock(clock.clone())
+            .build()
+            .map_err(|e| ScenarioError::Engine {
                 path: name.clone(),
                 source: e.into(),
-            }
-        })?;
+            })?;
 
         let mut events = self.def.events.clone();
         events.sort_by_key(|e| e.at);
@@ -208,22 +209,26 @@ impl Scenario {
             while next_checkpoint < checkpoints.len() && checkpoints[next_checkpoint] < event.at {
                 let at = checkpoints[next_checkpoint];
                 run.advance(&mut engine, &clock, at).map_err(engine_err)?;
-                run.snapshot(&engine, at, &self.def.expect).map_err(engine_err)?;
+                run.snapshot(&engine, at, &self.def.expect)
+                    .map_err(engine_err)?;
                 next_checkpoint += 1;
             }
-            run.advance(&mut engine, &clock, event.at).map_err(engine_err)?;
+            run.advance(&mut engine, &clock, event.at)
+                .map_err(engine_err)?;
             let at = event.at;
             match engine.handle(event.clone()) {
                 Ok(outcome) => run.collect(outcome),
                 Err(EngineError::Rejected(error)) => {
-                    run.timeline.push(Entry::Rejected(RejectedEvent { at, event, error }));
+                    run.timeline
+                        .push(Entry::Rejected(RejectedEvent { at, event, error }));
                 }
                 Err(e) => return Err(engine_err(e)),
             }
         }
         for &at in &checkpoints[next_checkpoint..] {
             run.advance(&mut engine, &clock, at).map_err(engine_err)?;
-            run.snapshot(&engine, at, &self.def.expect).map_err(engine_err)?;
+            run.snapshot(&engine, at, &self.def.expect)
+                .map_err(engine_err)?;
         }
         run.advance(&mut engine, &clock, end).map_err(engine_err)?;
         run.engine = Some(engine);
@@ -302,13 +307,16 @@ impl Run {
 
     fn collect(&mut self, outcome: Outcome) {
         if let Outcome::Handled { decisions, .. } = outcome {
-            self.timeline.extend(decisions.into_iter().map(Entry::Decision));
+            self.timeline
+                .extend(decisions.into_iter().map(Entry::Decision));
         }
     }
 
     /// The engine as the run left it.
     pub fn engine(&self) -> &Engine {
-        self.engine.as_ref().expect("a finished run keeps its engine")
+        self.engine
+            .as_ref()
+            .expect("a finished run keeps its engine")
     }
 
     fn snapshot(
@@ -332,7 +340,11 @@ impl Run {
         for (i, x) in expect.iter().enumerate() {
             let at = x.by.unwrap_or(self.end);
             let problems = match self.snapshots.get(&(at, x.case.clone())) {
-                None => vec![format!("case {} does not exist at {}", x.case, at.to_rfc3339())],
+                None => vec![format!(
+                    "case {} does not exist at {}",
+                    x.case,
+                    at.to_rfc3339()
+                )],
                 Some(case) => check_case(x, case),
             };
             if !problems.is_empty() {
@@ -361,14 +373,24 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
         }
     };
     let last_route = last(case, |d| matches!(d.what, DecisionKind::Route { .. }));
-    expect_eq("state", x.state.as_deref(), Some(case.state.as_str()), String::new());
+    expect_eq(
+        "state",
+        x.state.as_deref(),
+        Some(case.state.as_str()),
+        String::new(),
+    );
     expect_eq(
         "team",
         x.team.as_deref(),
         case.assignment.team.as_deref(),
         because(last_route),
     );
-    expect_eq("agent", x.agent.as_deref(), case.assignment.agent.as_deref(), because(last_route));
+    expect_eq(
+        "agent",
+        x.agent.as_deref(),
+        case.assignment.agent.as_deref(),
+        because(last_route),
+    );
     let last_urgency = last(case, |d| matches!(d.what, DecisionKind::Urgency { .. }));
     expect_eq(
         "urgency",
@@ -404,9 +426,9 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
             .iter()
             .filter(|(a, params)| {
                 a == name
-                    && x.params.as_ref().is_none_or(|want| {
-                        want.iter().all(|(k, v)| params.get(k) == Some(v))
-                    })
+                    && x.params
+                        .as_ref()
+                        .is_none_or(|want| want.iter().all(|(k, v)| params.get(k) == Some(v)))
             })
             .collect();
         let requested: Vec<&str> = actions.iter().map(|(a, _)| *a).collect();
@@ -450,7 +472,10 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
     if let Some(h) = x.hops
         && case.assignment.hops != h
     {
-        problems.push(format!("hops: expected {h}, found {}", case.assignment.hops));
+        problems.push(format!(
+            "hops: expected {h}, found {}",
+            case.assignment.hops
+        ));
     }
     if let Some(n) = x.contacts
         && case.contacts != n
@@ -464,7 +489,11 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(serde_json::Value::Array(a)) => a
                     .iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned).or_else(|| v.get("text").and_then(|t| t.as_str()).map(str::to_owned)))
+                    .filter_map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .or_else(|| v.get("text").and_then(|t| t.as_str()).map(str::to_owned))
+                    })
                     .collect::<Vec<_>>()
                     .join(" | "),
                 _ => String::new(),
@@ -488,7 +517,11 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
         if !errors.iter().any(|m| m.contains(text.as_str())) {
             problems.push(format!(
                 "error containing \"{text}\": none (errors: {})",
-                if errors.is_empty() { "none".into() } else { errors.join(" | ") }
+                if errors.is_empty() {
+                    "none".into()
+                } else {
+                    errors.join(" | ")
+                }
             ));
         }
     }

@@ -15,7 +15,7 @@ fn default_pack_on_disk_is_valid() {
     assert_eq!(run.code, 0, "{}", run.output());
     assert!(
         run.stdout
-            .starts_with("rules/casework.yaml: ok: 9 states, "),
+            .starts_with("rules/casework.yaml: ok: 10 states, "),
         "{}",
         run.output()
     );
@@ -238,8 +238,8 @@ fn broken_copy_of_the_pack_lists_every_error() {
         ),
         (
             "workflow.yaml",
-            "level == \"urgent\"",
-            "level == ) \"urgent\"",
+            "urgency == \"urgent\"",
+            "urgency == ) \"urgent\"",
             ")",
             "workflow::guard-syntax",
         ),
@@ -319,7 +319,7 @@ fn graph_draws_dot_and_mermaid() {
         "{dot}"
     );
     assert!(
-        dot.contains("label=\"urgency.raised [c.urgency.level == \\\"urgent\\\"]\""),
+        dot.contains("label=\"urgency.raised [c.urgency == \\\"urgent\\\"]\""),
         "{dot}"
     );
     // Graphviz, when installed, must accept it.

@@ -18,13 +18,22 @@ fn scenario_files(dir: &str) -> Vec<PathBuf> {
 
 fn run_all(dir: &str, at_least: usize) {
     let files = scenario_files(dir);
-    assert!(files.len() >= at_least, "expected at least {at_least} scenarios in {dir}, found {}", files.len());
+    assert!(
+        files.len() >= at_least,
+        "expected at least {at_least} scenarios in {dir}, found {}",
+        files.len()
+    );
     let mut report = String::new();
     for file in &files {
         let scenario = Scenario::load(file).unwrap_or_else(|e| panic!("{e}"));
         let run = scenario.run().unwrap_or_else(|e| panic!("{e}"));
         for f in run.check(&scenario.def.expect) {
-            report.push_str(&format!("{} expect #{}: {}\n", file.display(), f.index, f.problems.join("; ")));
+            report.push_str(&format!(
+                "{} expect #{}: {}\n",
+                file.display(),
+                f.index,
+                f.problems.join("; ")
+            ));
         }
     }
     assert!(report.is_empty(), "scenario expectations failed:\n{report}");

@@ -1,6 +1,8 @@
 //! The integration tests: one binary, one module per feature, as in
 //! ripgrep. Shared helpers live in `util`.
 
+mod engine;
+mod scenarios;
 mod util;
 
 mod check;

@@ -37,9 +37,9 @@
 //! assert!(wf.to_dot().contains("\"open\" -> \"done\""));
 //! ```
 
+use chrono::Duration;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use indexmap::IndexMap;
 use petgraph::Direction;
@@ -329,7 +329,7 @@ impl Workflow {
                     index.value(&format!("{tpath}.to")),
                 ));
             }
-            let after = match crate::config::parse_duration(&timeout.after) {
+            let after = match crate::calendar::parse_duration(&timeout.after) {
                 Ok(d) if d.is_zero() => {
                     diags.push(
                         Diagnostic::error(
@@ -710,7 +710,8 @@ impl Workflow {
         }
         for (name, _) in self.states.iter() {
             if let Some(to) = self.timeouts.get(name) {
-                let after = humantime::format_duration(to.after).to_string();
+                let after =
+                    humantime::format_duration(to.after.to_std().unwrap_or_default()).to_string();
                 let biz = if to.business { " business" } else { "" };
                 out.push((Some(name), &to.to, format!("after {after}{biz}"), true));
             }
@@ -874,10 +875,7 @@ mod tests {
             "transitions": []
         }));
         let w = w.unwrap_or_else(|| panic!("{d}"));
-        assert_eq!(
-            w.timeout("a").unwrap().after,
-            Duration::from_secs(2 * 86400)
-        );
+        assert_eq!(w.timeout("a").unwrap().after, Duration::days(2));
         assert!(w.to_dot().contains("style=dashed"));
     }
 

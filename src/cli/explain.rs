@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use casework_core::case::CaseId;
+use casework::case::CaseId;
 
-use crate::scenario::Scenario;
+use casework::scenario::Scenario;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,7 +18,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: Args) -> ExitCode {
     let run = match Scenario::load(&args.file).and_then(|s| s.run()) {
         Ok(run) => run,
         Err(e) => {
@@ -28,7 +28,10 @@ pub fn run(args: &Args) -> ExitCode {
     };
     match run.engine().explain(&CaseId(args.case.clone())) {
         Ok(story) if args.json => {
-            println!("{}", serde_json::to_string_pretty(&story).expect("cases serialize"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&story).expect("cases serialize")
+            );
             ExitCode::SUCCESS
         }
         Ok(story) => {
@@ -36,7 +39,10 @@ pub fn run(args: &Args) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}; the scenario {} has no such case", args.file.display());
+            eprintln!(
+                "error: {e}; the scenario {} has no such case",
+                args.file.display()
+            );
             ExitCode::FAILURE
         }
     }

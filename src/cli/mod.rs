@@ -14,7 +14,10 @@ use casework::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 use clap::{Parser, Subcommand};
 
 pub mod check;
+pub mod explain;
 pub mod graph;
+pub mod simulate;
+pub mod test;
 
 /// Keeps customer-service cases moving and promises kept.
 #[derive(Debug, Parser)]
@@ -31,6 +34,15 @@ pub enum Command {
     Check(check::Args),
     /// Draw the workflow graph (Graphviz DOT or Mermaid).
     Graph(graph::Args),
+    /// Play a scenario on a virtual clock and print the timeline of
+    /// decisions (one JSON record per line with --json).
+    Simulate(simulate::Args),
+    /// Run scenario files and check their expectations. Exits 1 if any
+    /// expectation fails.
+    Test(test::Args),
+    /// Play a scenario and tell one case's story: record, promises and
+    /// every decision with the rule that made it.
+    Explain(explain::Args),
 }
 
 /// Parse the command line and run the subcommand. Usage errors exit 2
@@ -40,6 +52,9 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Test(args) => test::run(args),
+        Command::Explain(args) => explain::run(args),
     }
 }
 

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use casework_core::engine::explain::describe;
+use casework::engine::explain::describe;
 
-use crate::scenario::{Entry, Scenario};
+use casework::scenario::{Entry, Scenario};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -16,7 +16,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: Args) -> ExitCode {
     let run = match Scenario::load(&args.file).and_then(|s| s.run()) {
         Ok(run) => run,
         Err(e) => {
@@ -34,7 +34,12 @@ pub fn run(args: &Args) -> ExitCode {
                 println!("{}  {:<6} {}", d.at.to_rfc3339(), d.case, describe(d));
             }
             Entry::Rejected(r) => {
-                println!("{}  REJECTED {}: {}", r.at.to_rfc3339(), r.event.id, r.error);
+                println!(
+                    "{}  REJECTED {}: {}",
+                    r.at.to_rfc3339(),
+                    r.event.id,
+                    r.error
+                );
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::scenario::{Entry, Scenario};
+use casework::scenario::{Entry, Scenario};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -15,7 +15,7 @@ pub struct Args {
     pub verbose: bool,
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: Args) -> ExitCode {
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in &args.files {
         let name = file.display();
@@ -43,7 +43,10 @@ pub fn run(args: &Args) -> ExitCode {
             continue;
         }
         failed += 1;
-        println!("FAIL {name} ({} of {n} expectations failed)", failures.len());
+        println!(
+            "FAIL {name} ({} of {n} expectations failed)",
+            failures.len()
+        );
         for f in failures {
             println!(
                 "  expect #{} (case {}, by {}):",
@@ -55,7 +58,11 @@ pub fn run(args: &Args) -> ExitCode {
                 println!("    - {p}");
             }
         }
-        for entry in run.timeline.iter().filter(|e| matches!(e, Entry::Rejected(_))) {
+        for entry in run
+            .timeline
+            .iter()
+            .filter(|e| matches!(e, Entry::Rejected(_)))
+        {
             if let Entry::Rejected(r) = entry {
                 println!("  note: event {} was rejected: {}", r.event.id, r.error);
             }

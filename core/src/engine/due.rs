@@ -75,12 +75,7 @@ impl DueIndex {
 /// The moments after `now` at which `case` needs attention.
 pub fn due_items(pack: &Pack, case: &Case, now: Timestamp) -> Vec<DueItem> {
     let mut items = Vec::new();
-    if let Some(def) = pack
-        .workflow
-        .state(case.state.as_str())
-        .and_then(|s| s.timeout.as_ref())
-        && let Some(t) = pack.timeout_due(case, def)
-    {
+    if let Some(t) = pack.timeout_due(case) {
         items.push((t, format!("timeout:{}", case.state)));
     }
     if let Some(plan) = &pack.sla {

@@ -45,6 +45,11 @@ pub fn describe(d: &Decision) -> String {
             level,
             score,
             reasons,
+        } if reasons.is_empty() => format!("urgency {level} (score {score})"),
+        DecisionKind::Urgency {
+            level,
+            score,
+            reasons,
         } => format!("urgency {level} (score {score}): {}", reasons.join("; ")),
         DecisionKind::Transition { from, to, on } => format!("state {from} → {to} on {on}"),
         DecisionKind::Promise {
@@ -109,7 +114,10 @@ impl fmt::Display for Explanation {
             f,
             "  assigned: {}{}{}",
             a.team.as_deref().unwrap_or("nobody"),
-            a.agent.as_deref().map(|x| format!(" / {x}")).unwrap_or_default(),
+            a.agent
+                .as_deref()
+                .map(|x| format!(" / {x}"))
+                .unwrap_or_default(),
             if a.hops > 0 {
                 format!(" (after {} hops)", a.hops)
             } else {
@@ -173,7 +181,10 @@ impl fmt::Display for Explanation {
         if !open.is_empty() {
             writeln!(f, "\nOpen tasks")?;
             for t in open {
-                let due = t.due_at.map(|d| format!(" due {}", d.to_rfc3339())).unwrap_or_default();
+                let due = t
+                    .due_at
+                    .map(|d| format!(" due {}", d.to_rfc3339()))
+                    .unwrap_or_default();
                 writeln!(
                     f,
                     "  {} {}{} for {}: {}",

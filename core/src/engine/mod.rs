@@ -24,7 +24,7 @@ use crate::audit::{Decision, RuleRef};
 use crate::calendar::{BusinessCalendar, Calendars, parse_duration};
 use crate::case::{Case, CaseId, Channel};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{DirectoryDef, LoadedConfig, TimeoutDef};
+use crate::config::{DirectoryDef, LoadedConfig};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::{Event, EventError, EventId};
 use crate::rules::{CustomerStats, RuleSet, Rules};
@@ -66,7 +66,8 @@ impl Pack {
     pub fn compile(loaded: LoadedConfig) -> Result<(Pack, RuleSet), Diagnostics> {
         let LoadedConfig {
             def,
-            files,
+            sources,
+            rule_files,
             workflow,
             ..
         } = loaded;
@@ -98,10 +99,12 @@ impl Pack {
                 })
             });
         let rules_def = def.rules.clone().unwrap_or_default();
-        let rule_files: Vec<SourceFile> = files
-            .iter()
-            .filter(|f| f.path.ends_with(".rhai"))
-            .cloned()
+        let rule_calendars: crate::rules::Calendars = calendars
+            .names()
+            .filter_map(|n| {
+                let cal: Arc<dyn crate::rules::BusinessDays> = calendars.get(n)?.clone();
+                Some((n.to_owned(), cal))
+            })
             .collect();
         let guards: Vec<_> = workflow
             .transitions()
@@ -109,10 +112,16 @@ impl Pack {
             .filter_map(|t| {
                 t.guard
                     .clone()
-                    .map(|g| (t.index, g, t.location.clone()))
+                    .map(|g| (t.index, g, t.guard_location.clone().or(t.location.clone())))
             })
             .collect();
-        let rules = match RuleSet::compile(&rule_files, &rules_def, &guards, &directory, &calendars) {
+        let rules = match RuleSet::compile(
+            &rule_files,
+            &rules_def,
+            &guards,
+            &directory,
+            &rule_calendars,
+        ) {
             Ok(r) => Some(r),
             Err(d) => {
                 diags.0.extend(d.0);
@@ -122,7 +131,7 @@ impl Pack {
         if diags.has_errors() {
             return Err(diags);
         }
-        let hashes = files
+        let hashes = sources
             .iter()
             .map(|f| (f.path.clone(), content_hash(&f.text)))
             .collect();
@@ -182,15 +191,23 @@ impl Pack {
             .unwrap_or_else(|| Arc::new(BusinessCalendar::always_open(self.timezone)))
     }
 
-    /// When a state timeout fires for a case in that state.
-    pub fn timeout_due(&self, case: &Case, def: &TimeoutDef) -> Option<Timestamp> {
-        let after = parse_duration(&def.after).ok()?;
-        Some(if def.business {
+    /// When the timeout of the case's current state fires, if it has one.
+    pub fn timeout_due(&self, case: &Case) -> Option<Timestamp> {
+        let t = self.workflow.timeout(case.state.as_str())?;
+        Some(if t.business {
             self.calendar_for(case)
-                .add_business_time(case.state_since, after)
+                .add_business_time(case.state_since, t.after)
         } else {
-            case.state_since + after
+            case.state_since + t.after
         })
+    }
+
+    /// The decision-record reference of a rule that failed.
+    pub fn error_ref(&self, rules: &RuleSet, e: &crate::rules::RuleError) -> Option<RuleRef> {
+        rules
+            .rule_ref(e.rule())
+            .cloned()
+            .or_else(|| Some(self.file_ref(e.file(), e.rule().to_owned(), e.line())))
     }
 
     fn file_ref(&self, file: &str, name: String, line: Option<usize>) -> RuleRef {
@@ -205,10 +222,15 @@ impl Pack {
     /// The decision-record reference of a transition.
     pub fn transition_ref(&self, t: &Transition) -> Option<RuleRef> {
         let loc = t.location.as_ref()?;
-        let from: Vec<&str> = t.from.iter().map(|s| s.as_str()).collect();
+        let from = if t.from_any {
+            "*".to_owned()
+        } else {
+            let names: Vec<&str> = t.from.iter().map(|s| s.as_str()).collect();
+            names.join("|")
+        };
         Some(self.file_ref(
             &loc.file,
-            format!("{} -> {} on {}", from.join("|"), t.to, t.on),
+            format!("{from} -> {} on {}", t.to, t.on),
             Some(loc.line),
         ))
     }
@@ -300,7 +322,6 @@ struct Index {
 /// What other cases of the same customer contribute to the rules' view.
 #[derive(Debug, Default, Clone)]
 struct Summary {
-    customer: Option<String>,
     contacts: u32,
     by_channel: BTreeMap<Channel, u32>,
     open: bool,
@@ -316,7 +337,8 @@ impl Index {
         }
         for m in &case.messages {
             if let Some(mid) = &m.message_id {
-                self.messages.insert(normalize_message_id(mid), case.id.clone());
+                self.messages
+                    .insert(normalize_message_id(mid), case.id.clone());
             }
         }
         let mut by_channel = BTreeMap::new();
@@ -327,8 +349,7 @@ impl Index {
         {
             *by_channel.entry(m.channel).or_default() += 1;
         }
-        let customer = case.customer.key();
-        if let Some(key) = &customer {
+        if let Some(key) = &case.customer.key() {
             let cases = self.customers.entry(key.clone()).or_default();
             if !cases.contains(&case.id) {
                 cases.push(case.id.clone());
@@ -337,7 +358,6 @@ impl Index {
         self.summaries.insert(
             case.id.clone(),
             Summary {
-                customer,
                 contacts: case.contacts,
                 by_channel,
                 open: !pack.workflow.is_terminal(case.state.as_str()),
@@ -352,7 +372,9 @@ impl Index {
             return stats;
         };
         for id in cases.iter().filter(|id| *id != case) {
-            let Some(s) = self.summaries.get(id) else { continue };
+            let Some(s) = self.summaries.get(id) else {
+                continue;
+            };
             stats.cases += 1;
             stats.open_cases += u32::from(s.open);
             stats.contacts += s.contacts;
@@ -386,7 +408,10 @@ impl Index {
 
 /// `<abc@x>` and `abc@x` name the same message.
 fn normalize_message_id(id: &str) -> String {
-    id.trim().trim_start_matches('<').trim_end_matches('>').to_owned()
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned()
 }
 
 /// Inbound kinds that open a new case when they match none.
@@ -488,7 +513,10 @@ impl Engine {
                     .order
                     .as_ref()
                     .map(|o| format!("order {o}"))
-                    .or(event.tracking.as_ref().map(|t| format!("tracking number {t}")))
+                    .or(event
+                        .tracking
+                        .as_ref()
+                        .map(|t| format!("tracking number {t}")))
                     .or(event.in_reply_to.first().map(|m| format!("Message-ID {m}")));
                 return Err(match key {
                     Some(key) => EventError::UnknownCase {
@@ -580,7 +608,15 @@ impl Engine {
         let rules = self.rules.current();
         let mut case = None;
         for a in self.store.events(id)? {
-            let s = step(&self.pack, &rules, case, id, &a.event, a.handled_at, &a.customer)?;
+            let s = step(
+                &self.pack,
+                &rules,
+                case,
+                id,
+                &a.event,
+                a.handled_at,
+                &a.customer,
+            )?;
             case = Some(s.case);
         }
         case.ok_or_else(|| EngineError::UnknownCase(id.clone()))

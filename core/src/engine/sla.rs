@@ -65,7 +65,10 @@ impl SlaPlan {
             .iter_mut()
             .find(|c| c.kind == kind && is_counting(c.status))?;
         if let Some(since) = clock.running_since.take() {
-            clock.used_secs += self.calendar.business_time_between(since, now).num_seconds();
+            clock.used_secs += self
+                .calendar
+                .business_time_between(since, now)
+                .num_seconds();
         }
         clock.status = SlaStatus::Met;
         clock.due_at = None;
@@ -77,7 +80,10 @@ impl SlaPlan {
         let mut paused = Vec::new();
         for clock in case.sla.iter_mut().filter(|c| c.running_since.is_some()) {
             let since = clock.running_since.take().expect("filtered");
-            clock.used_secs += self.calendar.business_time_between(since, now).num_seconds();
+            clock.used_secs += self
+                .calendar
+                .business_time_between(since, now)
+                .num_seconds();
             if clock.status != SlaStatus::Breached {
                 clock.status = SlaStatus::Paused;
             }

@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 use crate::Timestamp;
 use crate::action::Action;
 use crate::audit::{Decision, DecisionKind, RuleRef};
-use crate::case::{Author, Case, Channel, Message, Note, SlaKind, SlaStatus, StateId, Task, UrgencyLevel};
+use crate::case::{
+    Author, Case, Channel, Message, Note, SlaKind, SlaStatus, StateId, Task, UrgencyLevel,
+};
 use crate::config::ActionDef;
 use crate::event::{Event, EventError, Payload};
 use crate::promise::{Promise, PromiseStatus};
@@ -54,9 +56,7 @@ pub fn step(
         rules,
         event,
         now,
-        case: case.unwrap_or_else(|| {
-            Case::open(id.clone(), now, pack.workflow.initial().clone())
-        }),
+        case: case.unwrap_or_else(|| Case::open(id.clone(), now, pack.workflow.initial().clone())),
         decisions: Vec::new(),
         actions: Vec::new(),
         raised: Vec::new(),
@@ -126,7 +126,13 @@ impl Stepper<'_> {
         });
     }
 
-    fn record_error(&mut self, error: &str, message: String, fallback: &str, rule: Option<RuleRef>) {
+    fn record_error(
+        &mut self,
+        error: &str,
+        message: String,
+        fallback: &str,
+        rule: Option<RuleRef>,
+    ) {
         tracing::warn!(case = %self.case.id, event = %self.event.id, "{message}; {fallback}");
         self.record(
             DecisionKind::Error {
@@ -208,12 +214,12 @@ impl Stepper<'_> {
                         .as_ref()
                         .and_then(|c| c.email.clone().or(c.name.clone()))
                 });
-                let author = if kind == "email.received" && !self.is_customer_address(from.as_deref())
-                {
-                    Author::Colleague
-                } else {
-                    Author::Customer
-                };
+                let author =
+                    if kind == "email.received" && !self.is_customer_address(from.as_deref()) {
+                        Author::Colleague
+                    } else {
+                        Author::Customer
+                    };
                 self.case.messages.push(Message {
                     at: self.event.at,
                     author,
@@ -229,13 +235,11 @@ impl Stepper<'_> {
                     let record = &mut self.case.record;
                     let mut set = Vec::new();
                     if record.contact.is_none() {
-                        record.contact = self
+                        record.contact = self.case.customer.name.clone().or(from).or(self
                             .case
                             .customer
-                            .name
-                            .clone()
-                            .or(from)
-                            .or(self.case.customer.email.clone());
+                            .email
+                            .clone());
                         record.contacted_at = Some(self.event.at);
                         record.channel = Some(channel);
                         if let Some(c) = &record.contact {
@@ -265,11 +269,7 @@ impl Stepper<'_> {
                             None,
                         );
                     }
-                    let replied = self
-                        .case
-                        .sla
-                        .iter()
-                        .any(|c| c.kind == SlaKind::FirstReply);
+                    let replied = self.case.sla.iter().any(|c| c.kind == SlaKind::FirstReply);
                     if replied {
                         self.start_sla(SlaKind::NextReply);
                     } else {
@@ -421,10 +421,15 @@ impl Stepper<'_> {
                 }
             }
             Payload::Assign(a) => {
-                let by = a.by.clone().or(a.agent.clone()).unwrap_or_else(|| "agent".into());
+                let by =
+                    a.by.clone()
+                        .or(a.agent.clone())
+                        .unwrap_or_else(|| "agent".into());
                 let team = a.team.clone().or(self.case.assignment.team.clone());
                 let Some(team) = team else {
-                    return Err(self.malformed("`agent.assign` needs a `team` (or an `agent` on an assigned case)".into()));
+                    return Err(self.malformed(
+                        "`agent.assign` needs a `team` (or an `agent` on an assigned case)".into(),
+                    ));
                 };
                 if !self.pack.has_team(&team) {
                     return Err(self.malformed(format!(
@@ -435,7 +440,14 @@ impl Stepper<'_> {
                 if let Some(agent) = &a.agent {
                     self.note_agent(agent);
                 }
-                self.assign(team, None, a.agent.clone(), format!("assigned by {by}"), by, None);
+                self.assign(
+                    team,
+                    None,
+                    a.agent.clone(),
+                    format!("assigned by {by}"),
+                    by,
+                    None,
+                );
             }
             Payload::Record(r) => {
                 self.note_agent(&r.agent);
@@ -487,9 +499,22 @@ impl Stepper<'_> {
                 };
                 let Some(order_id) = order_id else {
                     return Err(self.malformed(
-                        "needs `order:` (or a `tracking:` number already linked to an order)".into(),
+                        "needs `order:` (or a `tracking:` number already linked to an order)"
+                            .into(),
                     ));
                 };
+                let needs = match kind {
+                    "warehouse.planned" if f.ship_date.is_none() => {
+                        Some("`warehouse.planned` needs `ship_date: YYYY-MM-DD`")
+                    }
+                    "carrier.eta" if f.eta.is_none() => {
+                        Some("`carrier.eta` needs `eta: YYYY-MM-DD`")
+                    }
+                    _ => None,
+                };
+                if let Some(needs) = needs {
+                    return Err(self.malformed(needs.to_owned()));
+                }
                 let day = self.event.at.date_naive();
                 let at = self.event.at;
                 let order = self.case.order_mut(&order_id);
@@ -498,9 +523,7 @@ impl Stepper<'_> {
                 }
                 match kind {
                     "warehouse.planned" => {
-                        order.planned_ship = Some(f.ship_date.ok_or_else(|| {
-                            self.malformed_static("`warehouse.planned` needs `ship_date: YYYY-MM-DD`")
-                        })?);
+                        order.planned_ship = f.ship_date;
                     }
                     "warehouse.delayed" => {
                         if let Some(d) = f.ship_date {
@@ -521,13 +544,15 @@ impl Stepper<'_> {
                         order.problem = f.reason.clone().or(Some("backordered".into()));
                     }
                     "carrier.eta" => {
-                        order.carrier_eta = Some(f.eta.ok_or_else(|| {
-                            self.malformed_static("`carrier.eta` needs `eta: YYYY-MM-DD`")
-                        })?);
+                        order.carrier_eta = f.eta;
                     }
                     "carrier.delivered" => order.delivered_at = Some(at),
                     "carrier.exception" => {
-                        order.problem = Some(f.reason.clone().unwrap_or_else(|| "carrier exception".into()));
+                        order.problem = Some(
+                            f.reason
+                                .clone()
+                                .unwrap_or_else(|| "carrier exception".into()),
+                        );
                     }
                     _ => {}
                 }
@@ -543,10 +568,6 @@ impl Stepper<'_> {
             kind: self.event.kind.0.clone(),
             message,
         }
-    }
-
-    fn malformed_static(&self, message: &str) -> EventError {
-        self.malformed(message.to_owned())
     }
 
     fn is_customer_address(&self, from: Option<&str>) -> bool {
@@ -613,7 +634,12 @@ impl Stepper<'_> {
             stats.open_cases += 1;
         }
         stats.contacts += self.case.contacts;
-        for m in self.case.messages.iter().filter(|m| m.author == Author::Customer) {
+        for m in self
+            .case
+            .messages
+            .iter()
+            .filter(|m| m.author == Author::Customer)
+        {
             *stats.by_channel.entry(m.channel).or_default() += 1;
         }
         stats
@@ -660,8 +686,20 @@ impl Stepper<'_> {
                     route.team,
                     self.pack.team_names().join(", ")
                 );
-                self.record_error("route", message, &format!("routed to the fallback team {fallback}"), Some(route.rule));
-                self.assign(fallback, None, None, "fallback: the route rule named an unknown team".into(), "rule".into(), None);
+                self.record_error(
+                    "route",
+                    message,
+                    &format!("routed to the fallback team {fallback}"),
+                    Some(route.rule),
+                );
+                self.assign(
+                    fallback,
+                    None,
+                    None,
+                    "fallback: the route rule named an unknown team".into(),
+                    "rule".into(),
+                    None,
+                );
             }
             Ok(None) => {
                 if self.case.assignment.team.is_none() {
@@ -676,10 +714,22 @@ impl Stepper<'_> {
                 }
             }
             Err(e) => {
-                let rule = e.rule_ref();
-                self.record_error("route", e.to_string(), &format!("routed to the fallback team {fallback}"), rule);
+                let rule = self.pack.error_ref(self.rules, &e);
+                self.record_error(
+                    "route",
+                    e.to_string(),
+                    &format!("routed to the fallback team {fallback}"),
+                    rule,
+                );
                 if self.case.assignment.team.is_none() {
-                    self.assign(fallback, None, None, "fallback: the route rule failed".into(), "rule".into(), None);
+                    self.assign(
+                        fallback,
+                        None,
+                        None,
+                        "fallback: the route rule failed".into(),
+                        "rule".into(),
+                        None,
+                    );
                 }
             }
         }
@@ -712,7 +762,7 @@ impl Stepper<'_> {
             }
             Ok(None) => {}
             Err(e) => {
-                let rule = e.rule_ref();
+                let rule = self.pack.error_ref(self.rules, &e);
                 self.record_error("urgency", e.to_string(), "urgency left as it was", rule);
             }
         }
@@ -739,7 +789,7 @@ impl Stepper<'_> {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let rule = e.rule_ref();
+                    let rule = self.pack.error_ref(self.rules, &e);
                     self.record_error(
                         "check_promise",
                         e.to_string(),
@@ -772,18 +822,43 @@ impl Stepper<'_> {
             let day = delivered.with_timezone(&p.tz).date_naive();
             let window = p.delivery_window()?;
             return Some(if window.contains(day) {
-                (PromiseStatus::Kept, format!("delivered on {day}, inside {}..{}", window.from, window.to))
+                (
+                    PromiseStatus::Kept,
+                    format!("delivered on {day}, inside {}..{}", window.from, window.to),
+                )
             } else if day < window.from {
-                (PromiseStatus::Broken, format!("delivered early on {day}, before {}", window.from))
+                (
+                    PromiseStatus::Broken,
+                    format!("delivered early on {day}, before {}", window.from),
+                )
             } else {
-                (PromiseStatus::Broken, format!("delivered late on {day}, after {}", window.to))
+                (
+                    PromiseStatus::Broken,
+                    format!("delivered late on {day}, after {}", window.to),
+                )
             });
         }
         let due = p.due_at()?;
         Some(if self.now <= due {
-            (PromiseStatus::Kept, format!("{} at {} before {}", self.event.kind, self.now.to_rfc3339(), due.to_rfc3339()))
+            (
+                PromiseStatus::Kept,
+                format!(
+                    "{} at {} before {}",
+                    self.event.kind,
+                    self.now.to_rfc3339(),
+                    due.to_rfc3339()
+                ),
+            )
         } else {
-            (PromiseStatus::Broken, format!("{} at {}, after {}", self.event.kind, self.now.to_rfc3339(), due.to_rfc3339()))
+            (
+                PromiseStatus::Broken,
+                format!(
+                    "{} at {}, after {}",
+                    self.event.kind,
+                    self.now.to_rfc3339(),
+                    due.to_rfc3339()
+                ),
+            )
         })
     }
 
@@ -813,7 +888,7 @@ impl Stepper<'_> {
             p.set_status(status, &reason, now);
         }
         let id = p.id.0.clone();
-        let inputs = promise_inputs(p, &self.case);
+        let inputs = promise_inputs(&self.case.promises[i], &self.case);
         let by = rule
             .as_ref()
             .map_or_else(|| "engine".to_owned(), |r| format!("{}#{}", r.file, r.name));
@@ -882,7 +957,7 @@ impl Stepper<'_> {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {
-                        let rule = e.rule_ref();
+                        let rule = self.pack.error_ref(self.rules, &e);
                         self.record_error(
                             "guard",
                             e.to_string(),
@@ -906,10 +981,12 @@ impl Stepper<'_> {
             if self.case.state.as_str() != state {
                 return;
             }
-            let Some(def) = self.pack.workflow.state(state).and_then(|s| s.timeout.clone()) else {
+            let Some(def) = self.pack.workflow.timeout(state).cloned() else {
                 return;
             };
-            let Some(due) = self.pack.timeout_due(&self.case, &def) else { return };
+            let Some(due) = self.pack.timeout_due(&self.case) else {
+                return;
+            };
             if self.now < due {
                 return;
             }
@@ -922,27 +999,32 @@ impl Stepper<'_> {
                 None,
             );
             let rule = self.pack.state_ref(state);
-            self.enter(StateId(def.to.clone()), "timer.fired", rule, &def.actions);
+            self.enter(def.to.clone(), "timer.fired", rule, &def.actions);
         } else if let Some(rest) = timer.strip_prefix("sla:") {
-            let Some(plan) = self.pack.sla.clone() else { return };
+            let Some(plan) = self.pack.sla.clone() else {
+                return;
+            };
             let (clock, what) = rest.split_once(':').unwrap_or((rest, ""));
             let now = self.now;
-            let Some(c) = self
-                .case
-                .sla
-                .iter_mut()
-                .find(|c| c.kind.as_str() == clock && is_counting(c.status) && c.running_since.is_some())
-            else {
+            let Some(c) = self.case.sla.iter_mut().find(|c| {
+                c.kind.as_str() == clock && is_counting(c.status) && c.running_since.is_some()
+            }) else {
                 return;
             };
             let (status, raised) = match what {
-                "warn" if c.status == SlaStatus::Running && plan.warn_at(c).is_some_and(|w| now >= w) => {
+                "warn"
+                    if c.status == SlaStatus::Running
+                        && plan.warn_at(c).is_some_and(|w| now >= w) =>
+                {
                     c.status = SlaStatus::Warned;
                     ("warning", "sla.warning")
                 }
                 "breach" if plan.due_at(c).is_some_and(|d| now >= d) => {
                     let since = c.running_since.take().expect("running");
-                    c.used_secs += plan.calendar.business_time_between(since, now).num_seconds();
+                    c.used_secs += plan
+                        .calendar
+                        .business_time_between(since, now)
+                        .num_seconds();
                     c.status = SlaStatus::Breached;
                     c.due_at = None;
                     ("breached", "sla.breached")
@@ -975,11 +1057,16 @@ impl Stepper<'_> {
             },
             rule.clone(),
         );
-        let by = rule
-            .as_ref()
-            .map_or_else(|| "workflow".to_owned(), |r| format!("{}#{}", r.file, r.name));
+        let by = rule.as_ref().map_or_else(
+            || "workflow".to_owned(),
+            |r| format!("{}#{}", r.file, r.name),
+        );
         if let Some(plan) = self.pack.sla.clone() {
-            let was_paused = self.pack.workflow.state(from.as_str()).is_some_and(|s| s.pauses_sla);
+            let was_paused = self
+                .pack
+                .workflow
+                .state(from.as_str())
+                .is_some_and(|s| s.pauses_sla);
             let paused = self.paused_here();
             let changes = match (was_paused, paused) {
                 (false, true) => Some(("paused", plan.pause(&mut self.case, self.now))),
@@ -988,7 +1075,12 @@ impl Stepper<'_> {
             };
             if let Some((status, kinds)) = changes {
                 for kind in kinds {
-                    let due = self.case.sla.iter().find(|c| c.kind == kind).and_then(|c| c.due_at);
+                    let due = self
+                        .case
+                        .sla
+                        .iter()
+                        .find(|c| c.kind == kind)
+                        .and_then(|c| c.due_at);
                     self.record(
                         DecisionKind::Sla {
                             clock: kind.as_str().to_owned(),
@@ -1028,7 +1120,8 @@ impl Stepper<'_> {
         match def.action.as_str() {
             "task.create" => {
                 let kind = str_param(&params, "kind").unwrap_or("follow_up").to_owned();
-                let within = str_param(&params, "within").and_then(|w| crate::calendar::parse_duration(w).ok());
+                let within = str_param(&params, "due_in")
+                    .and_then(|w| crate::calendar::parse_duration(w).ok());
                 let task = Task {
                     id: format!("T-{}", n + 1),
                     kind: kind.clone(),
@@ -1141,4 +1234,3 @@ fn promise_inputs(p: &Promise, case: &Case) -> Value {
     }
     json!(inputs)
 }
-

@@ -83,19 +83,20 @@ pub fn count_business_days(cal: &dyn BusinessDays, a: NaiveDate, b: NaiveDate) -
     sign * count
 }
 
-// Wiring for `crate::calendar::BusinessCalendar`, to enable at merge:
-//
-// impl BusinessDays for crate::calendar::BusinessCalendar {
-//     fn add_business_days(&self, day: NaiveDate, n: i64) -> Option<NaiveDate> {
-//         Some(crate::calendar::BusinessCalendar::add_business_days(self, day, n))
-//     }
-//     fn business_days_between(&self, a: NaiveDate, b: NaiveDate) -> i64 {
-//         crate::calendar::BusinessCalendar::business_days_between(self, a, b)
-//     }
-//     fn is_business_day(&self, day: NaiveDate) -> bool {
-//         crate::calendar::BusinessCalendar::is_business_day(self, day)
-//     }
-// }
+/// Configured calendars count business days with their own (fast) arithmetic.
+impl BusinessDays for crate::calendar::BusinessCalendar {
+    fn add_business_days(&self, day: NaiveDate, n: i64) -> Option<NaiveDate> {
+        Some(crate::calendar::BusinessCalendar::add_business_days(
+            self, day, n,
+        ))
+    }
+    fn business_days_between(&self, a: NaiveDate, b: NaiveDate) -> i64 {
+        crate::calendar::BusinessCalendar::business_days_between(self, a, b)
+    }
+    fn is_business_day(&self, day: NaiveDate) -> bool {
+        crate::calendar::BusinessCalendar::is_business_day(self, day)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -108,7 +108,7 @@ pub struct RuleInput<'a> {
 
 /// Contacts from one customer across all their cases, counted by the
 /// engine (a rule sees one case; repeated contacts span several).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CustomerStats {
     /// Every contact (messages, calls, e-mails) over all cases.
     pub contacts: u32,
