@@ -324,3 +324,50 @@ mod tests {
         assert!(cat.contains("x.send"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Execution
+
+/// What a plugin did with one action.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Done {
+    /// The plugin's own account of it (a Message-ID, a tracking number).
+    #[serde(default)]
+    pub result: serde_json::Value,
+    /// Events the outside world answered with, fed back to the engine.
+    #[serde(default)]
+    pub events: Vec<crate::event::Event>,
+}
+
+/// Why a plugin could not carry out an action.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PluginError {
+    /// Worth retrying: connection refused, timeout, a 4xx SMTP or 5xx HTTP
+    /// answer, a crashed plugin process.
+    #[error("{plugin}: {message} (will retry)")]
+    Transient { plugin: String, message: String },
+    /// Retrying cannot help: a bad address, an unknown template, a 4xx
+    /// HTTP answer. The case is raised instead.
+    #[error("{plugin}: {message}")]
+    Permanent { plugin: String, message: String },
+}
+
+impl PluginError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, PluginError::Transient { .. })
+    }
+}
+
+/// The code that talks to the outside world for one configured plugin.
+///
+/// The outbox runner calls [`execute`](Plugin::execute) with actions whose
+/// `plugin()` is this plugin's name. `action.id` is the idempotency key:
+/// after a crash the same action may be handed over again, and the plugin
+/// (or the system behind it) must recognise it.
+pub trait Plugin: Send + Sync {
+    /// The name it is configured under (`warehouse` in `warehouse.hold`).
+    fn name(&self) -> &str;
+    fn execute(&self, action: &crate::action::Action) -> Result<Done, PluginError>;
+}
