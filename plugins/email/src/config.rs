@@ -188,7 +188,29 @@ impl EmailConfig {
         }
     }
 
-    /// Check the settings that can be checked without the network.
+    /// Check everything that can be checked without the environment or
+    /// the network: host and domain names, the `from` address, and that
+    /// every template compiles. `casework check` can call this on a
+    /// machine that does not hold the SMTP secrets.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        self.sender()?;
+        crate::template::Templates::new(&self.templates)?;
+        Ok(())
+    }
+
+    /// The `from` setting as a mailbox.
+    pub(crate) fn sender(&self) -> Result<lettre::message::Mailbox, ConfigError> {
+        self.from
+            .trim()
+            .parse()
+            .map_err(|e: lettre::address::AddressError| ConfigError::Address {
+                setting: "from".to_owned(),
+                value: self.from.clone(),
+                message: e.to_string(),
+            })
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if !is_host(&self.host) {
             return Err(ConfigError::Domain {
@@ -301,6 +323,25 @@ mod tests {
         let mut v = base();
         v["host"] = "127.0.0.1".into();
         assert!(EmailConfig::from_value(v).unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn check_needs_no_secrets() {
+        let mut v = base();
+        v["username_env"] = "CASEWORK_TEST_SURELY_UNSET_USER".into();
+        v["password_env"] = "CASEWORK_TEST_SURELY_UNSET_PASS".into();
+        v["templates"] = serde_json::json!({ "t": { "subject": "{{ a }}", "body": "b" } });
+        assert_eq!(EmailConfig::from_value(v.clone()).unwrap().check(), Ok(()));
+        v["templates"]["t"]["body"] = "{% if %}".into();
+        let e = EmailConfig::from_value(v.clone())
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(matches!(e, ConfigError::Template { .. }), "{e:?}");
+        v["templates"] = serde_json::json!({});
+        v["from"] = "support at shop".into();
+        let e = EmailConfig::from_value(v).unwrap().check().unwrap_err();
+        assert!(e.to_string().contains("plugins.email.from"), "{e}");
     }
 
     #[test]

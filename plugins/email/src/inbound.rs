@@ -63,8 +63,7 @@ pub enum InboundError {
 /// One received message, decoded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InboundEmail {
-    /// The sender's address (`jo@example.com`), lower-cased domain kept as
-    /// written.
+    /// The sender's address (`jo@example.com`), as written.
     pub from: Option<String>,
     /// The sender's display name (`Jo Tanaka`), if given.
     pub from_name: Option<String>,
@@ -191,8 +190,8 @@ pub fn read_from(input: impl Read) -> Result<InboundEmail, InboundError> {
 }
 
 /// Read every message in a Maildir's `new/` and `cur/` (not `tmp/`, where
-/// messages are still being written), in file-name order within each,
-/// which for Maildir is arrival order. Each result names its file, so one
+/// messages are still being written), in arrival order (Maildir file
+/// names start with the delivery time). Each result names its file, so one
 /// bad message does not hide the others.
 pub fn read_maildir(dir: impl AsRef<Path>) -> Vec<Result<(PathBuf, InboundEmail), InboundError>> {
     let dir = dir.as_ref();
@@ -207,40 +206,40 @@ pub fn read_maildir(dir: impl AsRef<Path>) -> Vec<Result<(PathBuf, InboundEmail)
         })];
     }
     let mut out = Vec::new();
+    let mut files: Vec<(std::ffi::OsString, PathBuf)> = Vec::new();
     for sub in subdirs {
-        let entries = match std::fs::read_dir(&sub) {
-            Ok(e) => e,
-            Err(e) => {
-                out.push(Err(InboundError::Io {
-                    what: sub.display().to_string(),
-                    message: e.to_string(),
-                }));
-                continue;
-            }
-        };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        for path in files {
-            let result = std::fs::File::open(&path)
-                .map_err(|e| InboundError::Io {
-                    what: "the file".to_owned(),
-                    message: e.to_string(),
-                })
-                .and_then(|f| read_limited(f, "the file"))
-                .and_then(|raw| parse(&raw));
-            out.push(match result {
-                Ok(mail) => Ok((path, mail)),
-                Err(e) => Err(InboundError::File {
-                    path: path.display().to_string(),
-                    source: Box::new(e),
-                }),
-            });
+        match std::fs::read_dir(&sub) {
+            Ok(entries) => files.extend(
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .map(|e| (e.file_name(), e.path())),
+            ),
+            Err(e) => out.push(Err(InboundError::Io {
+                what: sub.display().to_string(),
+                message: e.to_string(),
+            })),
         }
+    }
+    // Maildir names start with the delivery time, so name order across
+    // new/ and cur/ is arrival order.
+    files.sort();
+    for (_, path) in files {
+        let result = std::fs::File::open(&path)
+            .map_err(|e| InboundError::Io {
+                what: "the file".to_owned(),
+                message: e.to_string(),
+            })
+            .and_then(|f| read_limited(f, "the file"))
+            .and_then(|raw| parse(&raw));
+        out.push(match result {
+            Ok(mail) => Ok((path, mail)),
+            Err(e) => Err(InboundError::File {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            }),
+        });
     }
     out
 }

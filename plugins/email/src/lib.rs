@@ -136,15 +136,7 @@ impl EmailPlugin {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<EmailPlugin, ConfigError> {
         config.validate()?;
-        let from = config
-            .from
-            .trim()
-            .parse::<Mailbox>()
-            .map_err(|e| ConfigError::Address {
-                setting: "from".to_owned(),
-                value: config.from.clone(),
-                message: e.to_string(),
-            })?;
+        let from = config.sender()?;
         let templates = Templates::new(&config.templates)?;
         let credentials = config.credentials(&env)?;
 

@@ -153,14 +153,17 @@ fn send_with_retries(
 
 #[test]
 fn refused_twice_at_end_of_data_then_delivered_exactly_once() {
-    let server = TestServer::start_refusing(Some((Refuse::DataEnd(451), 2)));
+    // 421 ("closing channel") rather than 451: after a 4xx at the end of
+    // DATA, mailin stays in its data state and never answers lettre's
+    // QUIT, so each 451 attempt would sit out the client timeout.
+    let server = TestServer::start_refusing(Some((Refuse::DataEnd(421), 2)));
     let plugin = plugin(server.port);
     let a = action("E-3/0", promise_params());
     let (errors, sent) = send_with_retries(&plugin, &a, 5);
     assert_eq!(errors.len(), 2, "{errors:?}");
     for e in &errors {
         assert!(e.is_transient(), "{e:?}");
-        assert_eq!(e.smtp_code(), Some(451));
+        assert_eq!(e.smtp_code(), Some(421));
     }
     let sent = sent.expect("delivered on the third attempt");
     assert_eq!(server.attempts(), 3);
@@ -262,4 +265,33 @@ fn a_lone_dot_in_customer_text_cannot_end_the_data_early() {
         parsed.text
     );
     assert!(parsed.text.ends_with("last line"), "{}", parsed.text);
+}
+
+#[test]
+fn the_plugin_can_be_shared_between_runner_threads() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<EmailPlugin>();
+    let server = TestServer::start();
+    let plugin = std::sync::Arc::new(plugin(server.port));
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let p = std::sync::Arc::clone(&plugin);
+            std::thread::spawn(move || p.send(&action(&format!("E-40/{i}"), promise_params())))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    let mut ids: Vec<_> = server
+        .received()
+        .iter()
+        .map(|m| inbound::parse(&m.data).unwrap().message_id.unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (0..4)
+            .map(|i| format!("<E-40=2F{i}@cases.shop.example>"))
+            .collect::<Vec<_>>()
+    );
 }
