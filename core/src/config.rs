@@ -44,7 +44,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
 
 use chrono_tz::Tz;
 use indexmap::IndexMap;
@@ -373,11 +372,9 @@ fn normalize(path: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Durations
 
-/// Parse a duration (`30m`, `4h`, `2days`).
-// TODO(calendar): replace with `crate::calendar::parse_duration` once it
-// lands, so config and calendar read durations the same way.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
+/// Parse a duration (`30m`, `4h`, `2days`) as the engine will.
+fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
+    crate::calendar::parse_duration(s).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -778,7 +775,7 @@ fn validate(
         ] {
             if let Some(v) = value {
                 let problem = match parse_duration(v) {
-                    Ok(d) if d.is_zero() => Some("it is zero".to_owned()),
+                    Ok(d) if d <= chrono::Duration::zero() => Some("it is zero".to_owned()),
                     Ok(_) => None,
                     Err(e) => Some(e),
                 };
@@ -852,62 +849,37 @@ fn validate(
     }
 }
 
-const WEEKDAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/// Light checks of a calendar's hours and holidays.
-// TODO(calendar): replace with the calendar module's own parser when it
-// lands, so `check` and the engine agree on one reading.
+/// Check a calendar by compiling it, so `check` and the engine read
+/// calendars the same way; each error points at the field it is about.
 fn check_calendar(name: &str, cal: &CalendarDef, index: &LocationIndex, diags: &mut Diagnostics) {
+    use crate::calendar::{BusinessCalendar, CalendarError};
+    let Err(e) = BusinessCalendar::from_def(name, cal) else {
+        return;
+    };
     let path = format!("calendars.{name}");
-    for (day, ranges) in &cal.hours {
-        let p = format!("{path}.hours.{day}");
-        if !WEEKDAYS.contains(&day.as_str()) {
-            diags.push(
-                Diagnostic::error(
-                    "config::bad-calendar",
-                    format!("calendar `{name}`: `{day}` is not a weekday"),
-                )
-                .at(index.key(&p))
-                .hint("use mon, tue, wed, thu, fri, sat or sun"),
-            );
+    let at = match &e {
+        CalendarError::BadWeekday { key, .. } | CalendarError::DuplicateWeekday { key, .. } => {
+            index.key(&format!("{path}.hours.{key}"))
         }
-        for range in ranges.split(',') {
-            let ok = range.trim().split_once('-').is_some_and(|(a, b)| {
-                let t = |s: &str| chrono::NaiveTime::parse_from_str(s.trim(), "%H:%M").ok();
-                matches!((t(a), t(b)), (Some(a), Some(b)) if a < b)
-            });
-            if !ok {
-                diags.push(
-                    Diagnostic::error(
-                        "config::bad-calendar",
-                        format!(
-                            "calendar `{name}`: `{}` is not an opening-hours range",
-                            range.trim()
-                        ),
-                    )
-                    .at(index.value(&p))
-                    .hint("write ranges as `09:00-18:00`, several separated by commas"),
-                );
-            }
+        CalendarError::BadTimeRange { day, .. }
+        | CalendarError::InvertedRange { day, .. }
+        | CalendarError::OverlappingRanges { day, .. } => {
+            index.value(&format!("{path}.hours.{day}"))
         }
+        CalendarError::BadHoliday { value, .. } | CalendarError::InvertedHoliday { value, .. } => {
+            cal.holidays
+                .iter()
+                .position(|h| h == value)
+                .and_then(|i| index.value(&format!("{path}.holidays[{i}]")))
+        }
+        _ => None,
     }
-    for (i, h) in cal.holidays.iter().enumerate() {
-        let d = |s: &str| chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok();
-        let ok = match h.split_once("..") {
-            Some((a, b)) => matches!((d(a), d(b)), (Some(a), Some(b)) if a <= b),
-            None => d(h).is_some(),
-        };
-        if !ok {
-            diags.push(
-                Diagnostic::error(
-                    "config::bad-calendar",
-                    format!("calendar `{name}`: holiday `{h}` is not a date or a date range"),
-                )
-                .at(index.value(&format!("{path}.holidays[{i}]")))
-                .hint("write `2026-12-31` or a range `2026-12-29..2027-01-03`"),
-            );
-        }
-    }
+    .or_else(|| index.key(&path));
+    diags.push(
+        Diagnostic::error("config::bad-calendar", e.to_string())
+            .at(at)
+            .hint("opening hours are `mon: \"09:00-18:00\"` (several ranges separated by commas); holidays are `2026-12-31` or `2026-12-29..2027-01-03`"),
+    );
 }
 
 #[cfg(test)]
@@ -1039,8 +1011,8 @@ mod tests {
         assert_eq!(
             located(&r),
             [
+                // A calendar is compiled to be checked: its first error.
                 "a.yaml:3:68 config::bad-calendar",
-                "a.yaml:3:86 config::bad-calendar",
                 "a.yaml:7:26 config::unknown-calendar",
                 "a.yaml:7:45 config::unknown-agent",
                 "w.yaml:2:40 config::bad-duration",
@@ -1050,8 +1022,8 @@ mod tests {
 
     #[test]
     fn durations_read_like_humantime() {
-        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2days"), Ok(chrono::Duration::days(2)));
+        assert_eq!(parse_duration("30m"), Ok(chrono::Duration::minutes(30)));
         assert!(parse_duration("soon").is_err());
     }
 
