@@ -1,0 +1,196 @@
+//! The engine's throughput, in one run, next to the bare rule evaluation
+//! it is built on:
+//!
+//! 1. end-to-end events per second in memory with the default pack on
+//!    100,000 cases (four events each: a message, a delivery promise, a
+//!    shipping plan that puts the promise at risk, a carrier ETA);
+//! 2. the same rule calls (route + urgency + check_promise per open
+//!    promise) on the same cases, without the engine around them, so the
+//!    engine's own overhead shows as a ratio;
+//! 3. `tick` with 1,000,000 open promises of which 1,000 are due.
+//!
+//! `cargo bench --bench engine` (release build). `CASES=10000` and
+//! `PROMISES=100000` make it quicker.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use casework::Timestamp;
+use casework::case::{Case, CaseId, StateId};
+use casework::clock::ManualClock;
+use casework::engine::{Engine, Outcome};
+use casework::event::Event;
+use casework::promise::{Promise, PromiseSpec};
+use casework::rules::{CustomerStats, RuleInput};
+use casework::store::{Accepted, Commit, MemoryStore, Store};
+use chrono::Duration as Span;
+use serde_json::json;
+
+const TEXTS: &[&str] = &[
+    "Where is my parcel? The delivery is late.",
+    "サイズが合わないので交換できますか？",
+    "I was charged twice, please refund the second payment.",
+    "注文の方法が分からなかったので、こちらから注文させてください。至急の納期を希望します。",
+    "Can you tell me when the table ships? We need it by Friday.",
+    "請求書の金額が間違っています。",
+];
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn start() -> Timestamp {
+    "2026-11-25T10:00:00+09:00".parse().unwrap()
+}
+
+/// The four events of case `i`, `at` onwards.
+fn case_events(i: usize, at: Timestamp) -> [Event; 4] {
+    let case = Some(CaseId(format!("C-{i}")));
+    let order = format!("O-{i}");
+    let promised = (at + Span::days(40)).date_naive();
+    let mut planned = Event::new(format!("w{i}"), at + Span::days(14), "warehouse.planned", None)
+        .with("ship_date", (at + Span::days(15)).date_naive());
+    planned.order = Some(order.clone().into());
+    let mut eta = Event::new(format!("e{i}"), at + Span::days(16), "carrier.eta", None)
+        .with("eta", (at + Span::days(18)).date_naive());
+    eta.order = Some(order.clone().into());
+    [
+        Event::new(format!("m{i}"), at, "customer.message", case.clone())
+            .with("text", TEXTS[i % TEXTS.len()])
+            .with("channel", "email")
+            .with("customer", json!({"name": format!("Customer {i}"), "email": format!("c{i}@example.com")})),
+        Event::new(format!("p{i}"), at + Span::minutes(20), "agent.promise", case)
+            .with("agent", "jeniffer")
+            .with(
+                "promise",
+                json!({"id": "P-1", "kind": "deliver_on", "date": promised,
+                       "window": {"from": promised - Span::days(1), "to": promised + Span::days(2)},
+                       "order": order}),
+            ),
+        planned,
+        eta,
+    ]
+}
+
+fn per_second(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn main() {
+    let cases = env("CASES", 100_000);
+    let promises = env("PROMISES", 1_000_000);
+    let due = env("DUE", 1_000);
+    println!("casework engine benchmark ({cases} cases; tick over {promises} promises, {due} due)\n");
+
+    // 1. End to end, in memory.
+    let (pack, rules) = casework::load(None).expect("default pack");
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut engine = Engine::builder(pack, rules).clock(clock.clone()).build().unwrap();
+    let mut events: Vec<Event> = (0..cases)
+        .flat_map(|i| case_events(i, start() + Span::seconds(i as i64)))
+        .collect();
+    events.sort_by_key(|e| e.at);
+    let n = events.len();
+    let began = Instant::now();
+    let mut decisions = 0usize;
+    for e in events {
+        let at = e.at;
+        if let Outcome::Handled { decisions: d, .. } = engine.handle_at(e, at).unwrap() {
+            decisions += d.len();
+        }
+    }
+    let engine_time = began.elapsed();
+    let engine_rate = per_second(n, engine_time);
+
+    // 2. The same rule calls on the finished cases, without the engine.
+    let rules = engine.rules().current();
+    let store = engine.store();
+    let ids = store.case_ids().unwrap();
+    let stats = CustomerStats::default();
+    let loaded: Vec<Case> = ids.iter().map(|id| store.load(id).unwrap().unwrap()).collect();
+    let probe = Event::new("probe", start(), "customer.message", None).with("text", TEXTS[0]);
+    let began = Instant::now();
+    for case in &loaded {
+        let input = RuleInput { case, event: Some(&probe), now: case.updated_at, customer: &stats };
+        black_box(rules.route(&input).ok());
+        black_box(rules.urgency(&input).ok());
+        for p in case.promises.iter().filter(|p| p.status.is_open()) {
+            black_box(rules.check_promise(p, &input).ok());
+        }
+    }
+    let rules_time = began.elapsed();
+    let rules_rate = per_second(loaded.len(), rules_time);
+    drop(loaded);
+    drop(engine);
+
+    // 3. tick over a million open promises.
+    let (pack, rules) = casework::load(None).expect("default pack");
+    let t0 = start();
+    let mut store = MemoryStore::new();
+    let began = Instant::now();
+    for i in 0..promises {
+        let id = CaseId(format!("T-{i}"));
+        let mut case = Case::open(id.clone(), t0, StateId::from("scheduled"));
+        let by = if i < due { t0 + Span::minutes(30) } else { t0 + Span::days(30) };
+        let spec: PromiseSpec = serde_json::from_value(json!({
+            "id": "P-1", "kind": "callback_by", "by": by.to_rfc3339()
+        }))
+        .unwrap();
+        case.promises.push(Promise::make(&spec, "ken", t0, None, chrono_tz::Asia::Tokyo).unwrap());
+        let event = Event::new(format!("seed-{i}"), t0, "agent.promise", Some(id.clone()));
+        store
+            .commit(Commit {
+                accepted: Accepted { event, case: id, handled_at: t0, customer: CustomerStats::default() },
+                case,
+                decisions: Vec::new(),
+                actions: Vec::new(),
+            })
+            .unwrap();
+    }
+    let seed_time = began.elapsed();
+    let began = Instant::now();
+    let clock = Arc::new(ManualClock::new(t0));
+    let mut engine = Engine::builder(pack, rules)
+        .clock(clock)
+        .store(Box::new(store))
+        .build()
+        .unwrap();
+    let index_time = began.elapsed();
+    let timers = engine.pending_timers();
+    let began = Instant::now();
+    let fired = engine.tick(t0 + Span::hours(1)).unwrap().len();
+    let tick_time = began.elapsed();
+    let began = Instant::now();
+    let idle = engine.tick(t0 + Span::hours(2)).unwrap().len();
+    let idle_time = began.elapsed();
+
+    println!("| measurement | result |");
+    println!("|---|---|");
+    println!(
+        "| engine, end to end in memory ({n} events, {cases} cases, {decisions} decisions) | {:.0} events/s ({:.1} µs/event) |",
+        engine_rate,
+        engine_time.as_secs_f64() * 1e6 / n as f64
+    );
+    println!(
+        "| bare rule evaluation (route + urgency + check on open promises) | {:.0} evaluations/s ({:.1} µs each) |",
+        rules_rate,
+        rules_time.as_secs_f64() * 1e6 / ids.len() as f64
+    );
+    println!(
+        "| engine overhead: µs per event / µs per bare evaluation | {:.2} |",
+        (engine_time.as_secs_f64() / n as f64) / (rules_time.as_secs_f64() / ids.len() as f64)
+    );
+    println!("| seeding {promises} cases with an open promise (store only) | {:.2} s |", seed_time.as_secs_f64());
+    println!(
+        "| rebuilding the due-time index at start ({timers} timers) | {:.2} s |",
+        index_time.as_secs_f64()
+    );
+    println!(
+        "| tick with {promises} open promises, {fired} due | {:.1} ms ({:.1} µs per due promise) |",
+        tick_time.as_secs_f64() * 1e3,
+        tick_time.as_secs_f64() * 1e6 / fired.max(1) as f64
+    );
+    println!("| tick with {promises} open promises, {idle} due | {:.3} ms |", idle_time.as_secs_f64() * 1e3);
+    assert_eq!(fired, due, "every due promise fires once");
+}
