@@ -37,7 +37,10 @@ const TEXTS: &[&str] = &[
 ];
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn start() -> Timestamp {
@@ -49,8 +52,13 @@ fn case_events(i: usize, at: Timestamp) -> [Event; 4] {
     let case = Some(CaseId(format!("C-{i}")));
     let order = format!("O-{i}");
     let promised = (at + Span::days(40)).date_naive();
-    let mut planned = Event::new(format!("w{i}"), at + Span::days(14), "warehouse.planned", None)
-        .with("ship_date", (at + Span::days(15)).date_naive());
+    let mut planned = Event::new(
+        format!("w{i}"),
+        at + Span::days(14),
+        "warehouse.planned",
+        None,
+    )
+    .with("ship_date", (at + Span::days(15)).date_naive());
     planned.order = Some(order.clone().into());
     let mut eta = Event::new(format!("e{i}"), at + Span::days(16), "carrier.eta", None)
         .with("eta", (at + Span::days(18)).date_naive());
@@ -59,15 +67,23 @@ fn case_events(i: usize, at: Timestamp) -> [Event; 4] {
         Event::new(format!("m{i}"), at, "customer.message", case.clone())
             .with("text", TEXTS[i % TEXTS.len()])
             .with("channel", "email")
-            .with("customer", json!({"name": format!("Customer {i}"), "email": format!("c{i}@example.com")})),
-        Event::new(format!("p{i}"), at + Span::minutes(20), "agent.promise", case)
-            .with("agent", "jeniffer")
             .with(
-                "promise",
-                json!({"id": "P-1", "kind": "deliver_on", "date": promised,
+                "customer",
+                json!({"name": format!("Customer {i}"), "email": format!("c{i}@example.com")}),
+            ),
+        Event::new(
+            format!("p{i}"),
+            at + Span::minutes(20),
+            "agent.promise",
+            case,
+        )
+        .with("agent", "jeniffer")
+        .with(
+            "promise",
+            json!({"id": "P-1", "kind": "deliver_on", "date": promised,
                        "window": {"from": promised - Span::days(1), "to": promised + Span::days(2)},
                        "order": order}),
-            ),
+        ),
         planned,
         eta,
     ]
@@ -81,12 +97,17 @@ fn main() {
     let cases = env("CASES", 100_000);
     let promises = env("PROMISES", 1_000_000);
     let due = env("DUE", 1_000);
-    println!("casework engine benchmark ({cases} cases; tick over {promises} promises, {due} due)\n");
+    println!(
+        "casework engine benchmark ({cases} cases; tick over {promises} promises, {due} due)\n"
+    );
 
     // 1. End to end, in memory.
     let (pack, rules) = casework::load(None).expect("default pack");
     let clock = Arc::new(ManualClock::new(start()));
-    let mut engine = Engine::builder(pack, rules).clock(clock.clone()).build().unwrap();
+    let mut engine = Engine::builder(pack, rules)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let mut events: Vec<Event> = (0..cases)
         .flat_map(|i| case_events(i, start() + Span::seconds(i as i64)))
         .collect();
@@ -108,11 +129,19 @@ fn main() {
     let store = engine.store();
     let ids = store.case_ids().unwrap();
     let stats = CustomerStats::default();
-    let loaded: Vec<Case> = ids.iter().map(|id| store.load(id).unwrap().unwrap()).collect();
+    let loaded: Vec<Case> = ids
+        .iter()
+        .map(|id| store.load(id).unwrap().unwrap())
+        .collect();
     let probe = Event::new("probe", start(), "customer.message", None).with("text", TEXTS[0]);
     let began = Instant::now();
     for case in &loaded {
-        let input = RuleInput { case, event: Some(&probe), now: case.updated_at, customer: &stats };
+        let input = RuleInput {
+            case,
+            event: Some(&probe),
+            now: case.updated_at,
+            customer: &stats,
+        };
         black_box(rules.route(&input).ok());
         black_box(rules.urgency(&input).ok());
         for p in case.promises.iter().filter(|p| p.status.is_open()) {
@@ -132,16 +161,26 @@ fn main() {
     for i in 0..promises {
         let id = CaseId(format!("T-{i}"));
         let mut case = Case::open(id.clone(), t0, StateId::from("scheduled"));
-        let by = if i < due { t0 + Span::minutes(30) } else { t0 + Span::days(30) };
+        let by = if i < due {
+            t0 + Span::minutes(30)
+        } else {
+            t0 + Span::days(30)
+        };
         let spec: PromiseSpec = serde_json::from_value(json!({
             "id": "P-1", "kind": "callback_by", "by": by.to_rfc3339()
         }))
         .unwrap();
-        case.promises.push(Promise::make(&spec, "ken", t0, None, chrono_tz::Asia::Tokyo).unwrap());
+        case.promises
+            .push(Promise::make(&spec, "ken", t0, None, chrono_tz::Asia::Tokyo).unwrap());
         let event = Event::new(format!("seed-{i}"), t0, "agent.promise", Some(id.clone()));
         store
             .commit(Commit {
-                accepted: Accepted { event, case: id, handled_at: t0, customer: CustomerStats::default() },
+                accepted: Accepted {
+                    event,
+                    case: id,
+                    handled_at: t0,
+                    customer: CustomerStats::default(),
+                },
                 case,
                 decisions: Vec::new(),
                 actions: Vec::new(),
@@ -181,7 +220,10 @@ fn main() {
         "| engine overhead: µs per event / µs per bare evaluation | {:.2} |",
         (engine_time.as_secs_f64() / n as f64) / (rules_time.as_secs_f64() / ids.len() as f64)
     );
-    println!("| seeding {promises} cases with an open promise (store only) | {:.2} s |", seed_time.as_secs_f64());
+    println!(
+        "| seeding {promises} cases with an open promise (store only) | {:.2} s |",
+        seed_time.as_secs_f64()
+    );
     println!(
         "| rebuilding the due-time index at start ({timers} timers) | {:.2} s |",
         index_time.as_secs_f64()
@@ -191,6 +233,9 @@ fn main() {
         tick_time.as_secs_f64() * 1e3,
         tick_time.as_secs_f64() * 1e6 / fired.max(1) as f64
     );
-    println!("| tick with {promises} open promises, {idle} due | {:.3} ms |", idle_time.as_secs_f64() * 1e3);
+    println!(
+        "| tick with {promises} open promises, {idle} due | {:.3} ms |",
+        idle_time.as_secs_f64() * 1e3
+    );
     assert_eq!(fired, due, "every due promise fires once");
 }
