@@ -113,6 +113,21 @@ fn assert_broken(file: &str, code: &str, line: usize, column: usize) {
     assert!(d.hint.is_some(), "{file}: every error says what to do");
 }
 
+/// `check` compiles the rule files as the engine would, so a Rhai syntax
+/// error is reported at its place in the `.rhai` file.
+#[test]
+fn broken_rule_syntax() {
+    let run = casework(["check", "tests/fixtures/broken/rule_syntax.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(
+        run.stderr
+            .contains("tests/fixtures/broken/rule_syntax.rhai:3:16: error[rules::syntax]"),
+        "{}",
+        run.output()
+    );
+    assert!(run.stderr.contains("hint: "), "{}", run.output());
+}
+
 #[test]
 fn broken_yaml_syntax() {
     assert_broken("syntax.yaml", "yaml::syntax", 4, 18);
@@ -176,6 +191,7 @@ fn every_fixture_has_a_test() {
         "unknown_event",
         "unknown_action",
         "unknown_plugin_kind",
+        "rule_syntax",
     ];
     for entry in std::fs::read_dir(root().join("tests/fixtures/broken")).unwrap() {
         let path = entry.unwrap().path();

@@ -48,3 +48,14 @@ fn the_default_packs_own_scenarios_pass() {
 fn the_story_scenarios_pass() {
     run_all("examples/scenarios", 4);
 }
+
+/// Rules that loop forever, recurse without end or build a huge string are
+/// stopped; the engine falls back, records the error and carries on.
+#[test]
+fn runaway_rules_are_stopped_and_the_case_goes_on() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runaway/scenario.yaml");
+    let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let run = scenario.run().unwrap_or_else(|e| panic!("{e}"));
+    let failures = run.check(&scenario.def.expect);
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -19,9 +19,19 @@ pub fn run(args: Args) -> ExitCode {
         print_error_count(stderr, &report.diagnostics, &shown);
         return ExitCode::FAILURE;
     };
+    // Compile what the engine would: calendars and the rule files.
+    let rule_warnings = match casework::engine::Pack::compile(loaded.clone()) {
+        Ok((_, rules)) => rules.warnings().clone(),
+        Err(diags) => {
+            print_diagnostics(stderr, &diags, &report.sources);
+            print_error_count(stderr, &diags, &shown);
+            return ExitCode::FAILURE;
+        }
+    };
+    print_diagnostics(stderr, &rule_warnings, &report.sources);
     let wf = &loaded.workflow;
     let teams = loaded.def.directory.as_ref().map_or(0, |d| d.teams.len());
-    let warnings = loaded.warnings.iter().count();
+    let warnings = loaded.warnings.iter().count() + rule_warnings.iter().count();
     let warned = match warnings {
         0 => String::new(),
         1 => ", 1 warning".to_owned(),
