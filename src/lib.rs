@@ -41,3 +41,42 @@ pub fn load_config(config: Option<&Path>) -> Result<LoadedConfig, Diagnostics> {
 pub fn load(config: Option<&Path>) -> Result<(Pack, RuleSet), Diagnostics> {
     Pack::compile(load_config(config)?)
 }
+
+/// What [`reload_rules`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// No rule file changed on disk.
+    Unchanged,
+    /// The changed files compiled and are in force: the new rule-set hash.
+    Swapped(String),
+}
+
+/// Hot reload: read the engine's rule files again from disk and, if any
+/// changed, compile and swap them in atomically. A file that does not
+/// compile is refused with its diagnostics and the old rule set keeps
+/// running; events being handled finish on the version they started with.
+///
+/// The embedded default pack has no files on disk: use a configuration
+/// path to get reloadable rules.
+pub fn reload_rules(engine: &casework_core::engine::Engine) -> Result<Reload, Diagnostics> {
+    use casework_core::diagnostic::{Diagnostic, SourceFile};
+    let current = engine.rules().current();
+    let mut files = Vec::new();
+    for old in current.files() {
+        let text = std::fs::read_to_string(&old.path).map_err(|e| {
+            Diagnostics(vec![
+                Diagnostic::error(
+                    "rules::read-error",
+                    format!("cannot read {}: {e}", old.path),
+                )
+                .hint("the rule set in force is kept; restore the file or fix its permissions"),
+            ])
+        })?;
+        files.push(SourceFile::new(old.path.clone(), text));
+    }
+    if files == current.files() {
+        return Ok(Reload::Unchanged);
+    }
+    engine.rules().reload(&files)?;
+    Ok(Reload::Swapped(engine.rules().current().hash().to_owned()))
+}

@@ -347,6 +347,11 @@ impl RuleSet {
         })
     }
 
+    /// The rule files this set was compiled from.
+    pub fn files(&self) -> &[SourceFile] {
+        &self.inputs.files
+    }
+
     /// The rule set's version: the first 16 hex digits of SHA-256 over the
     /// file names and contents (and the settings, which change what the
     /// rules decide just as much).

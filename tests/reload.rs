@@ -1,0 +1,67 @@
+//! Hot reload of rule files from disk: a good change is swapped in and
+//! decides the next event; a broken one is refused and the old set runs on.
+
+use std::sync::Arc;
+
+use casework::Reload;
+use casework::case::CaseId;
+use casework::clock::ManualClock;
+use casework::engine::Engine;
+use casework::event::Event;
+
+use crate::util::{root, scratch};
+
+#[test]
+fn rules_reload_from_disk_and_broken_files_are_refused() {
+    let dir = scratch("reload");
+    copy_dir(&root().join("rules"), &dir);
+    let (pack, rules) =
+        casework::load(Some(&dir.join("casework.yaml"))).expect("copied pack loads");
+    let at = "2026-11-25T10:00:00+09:00".parse().unwrap();
+    let mut engine = Engine::builder(pack, rules)
+        .clock(Arc::new(ManualClock::new(at)))
+        .build()
+        .unwrap();
+    let first = engine.rules().current().hash().to_owned();
+    assert_eq!(casework::reload_rules(&engine).unwrap(), Reload::Unchanged);
+
+    // A good change: every new case goes to billing.
+    let route = dir.join("route.rhai");
+    let text = std::fs::read_to_string(&route).unwrap();
+    let patched = text.replacen(
+        "fn route(c, event) {",
+        "fn route(c, event) {\n    return #{ team: \"billing\", reason: \"reloaded\" };",
+        1,
+    );
+    std::fs::write(&route, &patched).unwrap();
+    let Reload::Swapped(second) = casework::reload_rules(&engine).unwrap() else {
+        panic!("a changed file must be swapped in");
+    };
+    assert_ne!(first, second);
+    let event =
+        Event::new("e1", at, "customer.message", Some(CaseId::from("C-1"))).with("text", "hello");
+    engine.handle(event).unwrap();
+    let case = engine.case(&CaseId::from("C-1")).unwrap().unwrap();
+    assert_eq!(case.assignment.team.as_deref(), Some("billing"));
+    let route_decision = case
+        .history
+        .iter()
+        .find(|d| d.kind_name() == "route")
+        .unwrap();
+    assert_eq!(route_decision.ruleset.as_deref(), Some(second.as_str()));
+
+    // A broken change is refused, with its place; the second set runs on.
+    std::fs::write(&route, "fn route(c, event) { let x = ; }").unwrap();
+    let diags = casework::reload_rules(&engine).expect_err("a syntax error is refused");
+    assert!(diags.to_string().contains("route.rhai:1:"), "{diags}");
+    assert_eq!(engine.rules().current().hash(), second);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
