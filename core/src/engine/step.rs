@@ -1114,7 +1114,9 @@ impl Stepper<'_> {
     /// Request an action: engine built-ins act on the case at once, the
     /// rest go to the outbox.
     fn request(&mut self, def: &ActionDef, by: &str, rule: Option<RuleRef>) {
-        let n = self.actions.len() + self.case.tasks.len();
+        // Task ids count the case's tasks only: T-1, T-2, ... in order, so
+        // an id is never given twice on one case.
+        let n = self.case.tasks.len();
         let id = format!("{}/{}", self.event.id, self.decisions.len());
         let mut params = def.params.clone();
         match def.action.as_str() {
@@ -1233,4 +1235,84 @@ fn promise_inputs(p: &Promise, case: &Case) -> Value {
         inputs.insert("due", json!(due.to_rfc3339()));
     }
     json!(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::case::CaseId;
+    use crate::config::{MemoryReader, check_with};
+
+    /// A two-state pack whose transitions request a plugin action and a
+    /// task on every customer message.
+    const PACK: &str = r#"
+name: tasks
+timezone: Asia/Tokyo
+workflow:
+  states:
+    open: { initial: true }
+    done: { terminal: true }
+  transitions:
+    - from: open
+      on: customer.message
+      to: open
+      actions:
+        - action: team.notify
+          params: { template: news }
+        - action: task.create
+          params: { kind: call_customer, due_in: 1h, reason: called }
+    - from: open
+      on: agent.close
+      to: done
+directory:
+  fallback: support
+  teams:
+    support: { email: support@example.com }
+plugins:
+  team: { kind: notify }
+"#;
+
+    fn pack() -> (Pack, RuleSet) {
+        let reader = MemoryReader::new([("p/casework.yaml", PACK)]);
+        let loaded = check_with(&reader, Path::new("p/casework.yaml"))
+            .into_result()
+            .unwrap_or_else(|d| panic!("{d}"));
+        Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn task_ids_count_tasks_and_never_repeat() {
+        let (pack, rules) = pack();
+        let id = CaseId::from("C-1");
+        let at: Timestamp = "2026-12-07T10:00:00+09:00".parse().unwrap();
+        let mut case = None;
+        for n in 1..=3 {
+            let event = Event::new(format!("e{n}"), at, "customer.message", Some(id.clone()))
+                .with("text", "hello");
+            let s = step(
+                &pack,
+                &rules,
+                case.take(),
+                &id,
+                &event,
+                at,
+                &CustomerStats::default(),
+            )
+            .unwrap();
+            // Each message also requested a plugin action; it must not
+            // shift the task numbers.
+            assert!(s.actions.iter().any(|a| a.action == "team.notify"));
+            case = Some(s.case);
+        }
+        let ids: Vec<&str> = case
+            .as_ref()
+            .unwrap()
+            .tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(ids, ["T-1", "T-2", "T-3"]);
+    }
 }
