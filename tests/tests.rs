@@ -2,6 +2,7 @@
 //! ripgrep. Shared helpers live in `util`.
 
 mod engine;
+mod rule_tests;
 mod scenarios;
 mod util;
 
