@@ -254,9 +254,9 @@ fn broken_copy_of_the_pack_lists_every_error() {
         ),
         (
             "workflow.yaml",
-            "urgency == \"urgent\"",
-            "urgency == ) \"urgent\"",
-            ")",
+            "event) == \"quantity\"",
+            "event) == ) \"quantity\"",
+            ") \"quantity",
             "workflow::guard-syntax",
         ),
         (

@@ -1,9 +1,9 @@
 //! The integration tests: one binary, one module per feature, as in
 //! ripgrep. Shared helpers live in `util`.
 
+mod check;
 mod engine;
 mod reload;
+mod rule_tests;
 mod scenarios;
 mod util;
-
-mod check;

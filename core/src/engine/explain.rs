@@ -119,7 +119,8 @@ impl fmt::Display for Explanation {
                 .map(|x| format!(" / {x}"))
                 .unwrap_or_default(),
             if a.hops > 0 {
-                format!(" (after {} hops)", a.hops)
+                let s = if a.hops == 1 { "" } else { "s" };
+                format!(" (after {} hop{s})", a.hops)
             } else {
                 String::new()
             }

@@ -270,10 +270,16 @@ impl Stepper<'_> {
                         );
                     }
                     let replied = self.case.sla.iter().any(|c| c.kind == SlaKind::FirstReply);
-                    if replied {
-                        self.start_sla(SlaKind::NextReply);
+                    let clock = if replied {
+                        SlaKind::NextReply
                     } else {
-                        self.start_sla(SlaKind::FirstReply);
+                        SlaKind::FirstReply
+                    };
+                    self.start_sla(clock);
+                    // A call an agent took is answered as it happens: the
+                    // customer is not waiting for a reply.
+                    if kind == "customer.call" && m.agent.is_some() {
+                        self.meet_sla(clock);
                     }
                 }
             }
@@ -372,7 +378,16 @@ impl Stepper<'_> {
                     self.case.order_mut(order);
                 }
                 let text = promise_text(&promise);
-                self.case.record.commitment = Some(text.clone());
+                // The handoff record keeps the agent's own words: the
+                // promise's text when given, else what the agent already
+                // recorded; the machine summary only fills an empty record
+                // (or states a revision, which makes older words stale).
+                let record = &mut self.case.record;
+                if let Some(words) = &promise.text {
+                    record.commitment = Some(words.clone());
+                } else if record.commitment.is_none() || revises.is_some() {
+                    record.commitment = Some(text.clone());
+                }
                 if let Some((old, previous, reason)) = revises {
                     self.record(
                         DecisionKind::Promise {
@@ -1114,7 +1129,9 @@ impl Stepper<'_> {
     /// Request an action: engine built-ins act on the case at once, the
     /// rest go to the outbox.
     fn request(&mut self, def: &ActionDef, by: &str, rule: Option<RuleRef>) {
-        let n = self.actions.len() + self.case.tasks.len();
+        // Task ids count the case's tasks only: T-1, T-2, ... in order, so
+        // an id is never given twice on one case.
+        let n = self.case.tasks.len();
         let id = format!("{}/{}", self.event.id, self.decisions.len());
         let mut params = def.params.clone();
         match def.action.as_str() {
@@ -1234,4 +1251,190 @@ fn promise_inputs(p: &Promise, case: &Case) -> Value {
         inputs.insert("due", json!(due.to_rfc3339()));
     }
     json!(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::case::{CaseId, SlaStatus};
+    use crate::config::{MemoryReader, check_with};
+
+    /// A two-state pack whose transitions request a plugin action and a
+    /// task on every customer message.
+    const PACK: &str = r#"
+name: tasks
+timezone: Asia/Tokyo
+workflow:
+  states:
+    open: { initial: true }
+    done: { terminal: true }
+  transitions:
+    - from: open
+      on: customer.message
+      to: open
+      actions:
+        - action: team.notify
+          params: { template: news }
+        - action: task.create
+          params: { kind: call_customer, due_in: 1h, reason: called }
+    - from: open
+      on: agent.close
+      to: done
+directory:
+  fallback: support
+  teams:
+    support: { email: support@example.com }
+plugins:
+  team: { kind: notify }
+"#;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// Run `events` (kind, extra fields) on one case, a minute apart.
+    fn run(events: &[(&str, Value)]) -> Case {
+        let (pack, rules) = pack_with_sla();
+        let id = CaseId::from("C-1");
+        let mut case = None;
+        let mut now = at("2026-12-07T10:00:00+09:00");
+        for (n, (kind, fields)) in events.iter().enumerate() {
+            let mut event = Event::new(format!("e{n}"), now, kind, Some(id.clone()));
+            for (k, v) in fields.as_object().unwrap() {
+                event = event.with(k, v);
+            }
+            let s = step(
+                &pack,
+                &rules,
+                case.take(),
+                &id,
+                &event,
+                now,
+                &CustomerStats::default(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            case = Some(s.case);
+            now += chrono::Duration::minutes(1);
+        }
+        case.unwrap()
+    }
+
+    fn pack_with_sla() -> (Pack, RuleSet) {
+        let text = PACK.replace(
+            "workflow:\n",
+            "calendars:\n  office: { timezone: Asia/Tokyo, hours: { mon: \"09:00-18:00\" } }\nworkflow:\n  sla: { calendar: office, first_reply: 4h }\n",
+        );
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        let reader = MemoryReader::new([("p/casework.yaml", text)]);
+        let loaded = check_with(&reader, Path::new("p/casework.yaml"))
+            .into_result()
+            .unwrap_or_else(|d| panic!("{d}"));
+        Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn a_call_taken_by_an_agent_is_its_own_first_reply() {
+        let taken = run(&[(
+            "customer.call",
+            json!({"text": "about my table", "agent": "emi"}),
+        )]);
+        let clock = taken.sla.iter().find(|c| c.kind == SlaKind::FirstReply);
+        assert_eq!(clock.map(|c| c.status), Some(SlaStatus::Met), "{clock:?}");
+        // A message (or a call nobody took, e.g. voicemail) waits for one.
+        let waiting = run(&[("customer.call", json!({"text": "about my table"}))]);
+        let clock = waiting.sla.iter().find(|c| c.kind == SlaKind::FirstReply);
+        assert_eq!(
+            clock.map(|c| c.status),
+            Some(SlaStatus::Running),
+            "{clock:?}"
+        );
+    }
+
+    #[test]
+    fn a_promise_keeps_the_agents_words_on_the_record() {
+        let record = json!({"agent": "emi", "commitment": "we call back by the 14th"});
+        let callback = |id: &str, text: Option<&str>| {
+            let mut p = json!({"id": id, "kind": "callback_by", "by": "2026-12-14T18:00:00+09:00"});
+            if let Some(t) = text {
+                p["text"] = json!(t);
+            }
+            json!({"agent": "emi", "promise": p})
+        };
+        // The agent's recorded words survive a promise without text.
+        let case = run(&[
+            ("customer.message", json!({"text": "hello"})),
+            ("agent.record", record.clone()),
+            ("agent.promise", callback("P-1", None)),
+        ]);
+        assert_eq!(
+            case.record.commitment.as_deref(),
+            Some("we call back by the 14th")
+        );
+        // The promise's own words replace them.
+        let case = run(&[
+            ("customer.message", json!({"text": "hello"})),
+            ("agent.record", record),
+            (
+                "agent.promise",
+                callback("P-1", Some("we call you on Monday")),
+            ),
+        ]);
+        assert_eq!(
+            case.record.commitment.as_deref(),
+            Some("we call you on Monday")
+        );
+        // With no words at all, the summary fills the record.
+        let case = run(&[
+            ("customer.message", json!({"text": "hello"})),
+            ("agent.promise", callback("P-1", None)),
+        ]);
+        assert_eq!(
+            case.record.commitment.as_deref(),
+            Some("callback_by 2026-12-14T18:00:00+09:00")
+        );
+    }
+
+    fn pack() -> (Pack, RuleSet) {
+        let reader = MemoryReader::new([("p/casework.yaml", PACK)]);
+        let loaded = check_with(&reader, Path::new("p/casework.yaml"))
+            .into_result()
+            .unwrap_or_else(|d| panic!("{d}"));
+        Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn task_ids_count_tasks_and_never_repeat() {
+        let (pack, rules) = pack();
+        let id = CaseId::from("C-1");
+        let at: Timestamp = "2026-12-07T10:00:00+09:00".parse().unwrap();
+        let mut case = None;
+        for n in 1..=3 {
+            let event = Event::new(format!("e{n}"), at, "customer.message", Some(id.clone()))
+                .with("text", "hello");
+            let s = step(
+                &pack,
+                &rules,
+                case.take(),
+                &id,
+                &event,
+                at,
+                &CustomerStats::default(),
+            )
+            .unwrap();
+            // Each message also requested a plugin action; it must not
+            // shift the task numbers.
+            assert!(s.actions.iter().any(|a| a.action == "team.notify"));
+            case = Some(s.case);
+        }
+        let ids: Vec<&str> = case
+            .as_ref()
+            .unwrap()
+            .tasks
+            .iter()
+            .map(|t| t.id.as_str())
+            .collect();
+        assert_eq!(ids, ["T-1", "T-2", "T-3"]);
+    }
 }
