@@ -78,8 +78,9 @@ pub fn step(
 
     let stats = s.customer_stats(others);
     s.run_route(&stats);
-    s.run_urgency(&stats);
+    // Promises first, so urgency sees the statuses this event left them in.
     s.run_promise_checks(&stats, &payload);
+    s.run_urgency(&stats);
     s.run_transitions(&payload, &stats);
 
     let Stepper {
@@ -1137,6 +1138,16 @@ impl Stepper<'_> {
         match def.action.as_str() {
             "task.create" => {
                 let kind = str_param(&params, "kind").unwrap_or("follow_up").to_owned();
+                // One open task of a kind is enough: a second request (an
+                // urgent word after a broken promise, say) adds nothing.
+                if self
+                    .case
+                    .tasks
+                    .iter()
+                    .any(|t| t.kind == kind && t.done_at.is_none())
+                {
+                    return;
+                }
                 let within = str_param(&params, "due_in")
                     .and_then(|w| crate::calendar::parse_duration(w).ok());
                 let task = Task {
@@ -1410,9 +1421,7 @@ plugins:
         let id = CaseId::from("C-1");
         let at: Timestamp = "2026-12-07T10:00:00+09:00".parse().unwrap();
         let mut case = None;
-        for n in 1..=3 {
-            let event = Event::new(format!("e{n}"), at, "customer.message", Some(id.clone()))
-                .with("text", "hello");
+        let mut feed = |event: Event| {
             let s = step(
                 &pack,
                 &rules,
@@ -1423,10 +1432,28 @@ plugins:
                 &CustomerStats::default(),
             )
             .unwrap();
+            case = Some(s.case);
+            s.actions
+        };
+        for n in 1..=3 {
+            let message = Event::new(format!("m{n}"), at, "customer.message", Some(id.clone()))
+                .with("text", "hello");
             // Each message also requested a plugin action; it must not
             // shift the task numbers.
-            assert!(s.actions.iter().any(|a| a.action == "team.notify"));
-            case = Some(s.case);
+            let actions = feed(message);
+            assert!(actions.iter().any(|a| a.action == "team.notify"));
+            // Asked again while the call is still open: no second task.
+            let again = Event::new(
+                format!("again{n}"),
+                at,
+                "customer.message",
+                Some(id.clone()),
+            )
+            .with("text", "hello?");
+            feed(again);
+            let call = Event::new(format!("c{n}"), at, "agent.call", Some(id.clone()))
+                .with("agent", "ken");
+            feed(call);
         }
         let ids: Vec<&str> = case
             .as_ref()
