@@ -372,6 +372,25 @@ fn normalize(path: &Path) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Durations
 
+/// `rules/tests/../route.rhai` as `rules/route.rhai`: paths are shown in
+/// diagnostics and decision records, so they are tidied lexically (no
+/// file-system access; a leading `..` stays).
+fn tidy(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// Parse a duration (`30m`, `4h`, `2days`) as the engine will.
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
     crate::calendar::parse_duration(s).map_err(|e| e.to_string())
@@ -556,7 +575,7 @@ impl Loader<'_> {
         chain.push(norm);
         let dir = path.parent().unwrap_or(Path::new(""));
         for (inc, at) in includes.iter().zip(at) {
-            self.visit(&dir.join(inc), at, chain);
+            self.visit(&tidy(&dir.join(inc)), at, chain);
         }
         chain.pop();
     }
@@ -627,7 +646,7 @@ impl Loader<'_> {
                 .unwrap_or(Path::new(""))
                 .to_path_buf();
             for (j, name) in rules.files.iter().enumerate() {
-                let path = dir.join(name);
+                let path = tidy(&dir.join(name));
                 match self.reader.read(&path) {
                     Ok(text) => rule_files.push(SourceFile::new(display(&path), text)),
                     Err(e) => self.diags.push(
