@@ -1145,26 +1145,27 @@ impl Stepper<'_> {
                 self.case.tasks.push(task);
             }
             "case.tag" => {
-                if let Some(tag) = str_param(&params, "tag") {
-                    if self.case.tags.insert(tag.to_owned()) {
-                        self.record(
-                            DecisionKind::Record {
-                                field: "tag".into(),
-                                value: tag.to_owned(),
-                            },
-                            rule,
-                        );
-                    }
+                if let Some(tag) = str_param(&params, "tag")
+                    && self.case.tags.insert(tag.to_owned())
+                {
+                    self.record(
+                        DecisionKind::Record {
+                            field: "tag".into(),
+                            value: tag.to_owned(),
+                        },
+                        rule,
+                    );
                 }
             }
             _ => {
                 params
                     .entry("case")
                     .or_insert_with(|| json!(self.case.id.0));
-                if def.action == "team.notify" && !params.contains_key("team") {
-                    if let Some(team) = &self.case.assignment.team {
-                        params.insert("team".into(), json!(team));
-                    }
+                if def.action == "team.notify"
+                    && !params.contains_key("team")
+                    && let Some(team) = &self.case.assignment.team
+                {
+                    params.insert("team".into(), json!(team));
                 }
                 let params = Value::Object(params);
                 self.record(
