@@ -456,6 +456,11 @@ impl Engine {
         self.store.as_ref()
     }
 
+    /// The time on the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     /// The store, for the outbox runner (claiming and completing actions).
     ///
     /// Write cases and events only through the engine: its correlation and
