@@ -3,6 +3,7 @@
 
 mod engine;
 mod scenarios;
+mod store;
 mod util;
 
 mod check;

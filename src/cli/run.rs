@@ -153,7 +153,9 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
     });
     let runner = OutboxRunner::new(plugins, worker)
         .lease(to_chrono(args.lease))
-        .batch(32)
+        // Few at a time: a claim counts an attempt, and a crash mid-batch
+        // would count one for every claimed action not yet started.
+        .batch(8)
         .policy(RetryPolicy {
             base: to_chrono(args.retry_base),
             factor: args.retry_factor,
