@@ -9,7 +9,9 @@
 //! ```
 pub use casework_core::*;
 
+pub mod outbox;
 pub mod pack;
+pub mod plugins;
 pub mod scenario;
 
 use std::path::Path;

@@ -6,4 +6,5 @@ mod engine;
 mod reload;
 mod rule_tests;
 mod scenarios;
+mod store;
 mod util;

@@ -13,9 +13,12 @@ use casework::config::{self, CheckReport, LoadedConfig};
 use casework::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 use clap::{Parser, Subcommand};
 
+pub mod cases;
 pub mod check;
 pub mod explain;
 pub mod graph;
+pub mod run;
+pub mod show;
 pub mod simulate;
 pub mod test;
 
@@ -43,6 +46,14 @@ pub enum Command {
     /// Play a scenario and tell one case's story: record, promises and
     /// every decision with the rule that made it.
     Explain(explain::Args),
+    /// Handle events durably (JSON Lines from a file or stdin), run the
+    /// actions through the plugins, fire timers on the wall clock, and
+    /// print what happened to each case.
+    Run(run::Args),
+    /// List the cases in the store (state, team, urgency, open promises).
+    Cases(cases::Args),
+    /// Tell one stored case's story: record, promises and every decision.
+    Show(show::Args),
 }
 
 /// Parse the command line and run the subcommand. Usage errors exit 2
@@ -55,6 +66,9 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Cases(args) => cases::run(args),
+        Command::Show(args) => show::run(args),
     }
 }
 
@@ -97,6 +111,42 @@ impl ConfigArg {
                 Err(ExitCode::FAILURE)
             }
         }
+    }
+}
+
+/// The database argument of the commands that use the store.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArg {
+    /// The SQLite database; default `casework.db` beside the configuration
+    /// file, or in the current directory with the embedded pack.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+}
+
+impl DbArg {
+    pub fn path(&self, config: &ConfigArg) -> PathBuf {
+        if let Some(db) = &self.db {
+            return db.clone();
+        }
+        match config.config.as_deref().and_then(Path::parent) {
+            Some(dir) => dir.join("casework.db"),
+            None => PathBuf::from("casework.db"),
+        }
+    }
+
+    /// Open an existing store for reading, or say how to make one.
+    pub fn open_existing(
+        &self,
+        config: &ConfigArg,
+    ) -> Result<casework::store::SqliteStore, String> {
+        let path = self.path(config);
+        if !path.exists() {
+            return Err(format!(
+                "no database at {}; `casework run --events FILE` creates it (or pass --db PATH)",
+                path.display()
+            ));
+        }
+        casework::store::SqliteStore::open(&path).map_err(|e| e.to_string())
     }
 }
 

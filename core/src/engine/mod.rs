@@ -28,7 +28,7 @@ use crate::config::{DirectoryDef, LoadedConfig};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::{Event, EventError, EventId};
 use crate::rules::{CustomerStats, RuleSet, Rules};
-use crate::store::{Accepted, Commit, MemoryStore, Rejected, Store, StoreError};
+use crate::store::{Accepted, Batch, Commit, MemoryStore, Rejected, Store, StoreError};
 use crate::workflow::{Transition, Workflow};
 
 pub use due::{DueIndex, PROMISE_CHECKS_BEFORE};
@@ -296,14 +296,7 @@ impl EngineBuilder {
             index: Index::default(),
             due: DueIndex::default(),
         };
-        let now = engine.clock.now();
-        for id in engine.store.case_ids()? {
-            if let Some(case) = engine.store.load(&id)? {
-                engine.index.add(&case, &engine.pack);
-                let items = due::due_items(&engine.pack, &case, now.min(case.updated_at));
-                engine.due.set(&case.id, items);
-            }
-        }
+        engine.rebuild()?;
         Ok(engine)
     }
 }
@@ -463,6 +456,38 @@ impl Engine {
         self.store.as_ref()
     }
 
+    /// The time on the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The store, for the outbox runner (claiming and completing actions).
+    ///
+    /// Write cases and events only through the engine: its correlation and
+    /// due-time indexes follow what it commits, not what others write.
+    pub fn store_mut(&mut self) -> &mut dyn Store {
+        self.store.as_mut()
+    }
+
+    /// Rebuild the correlation and due-time indexes from the store: at
+    /// start, and after a commit failed (the indexes had moved ahead of
+    /// what the store kept).
+    fn rebuild(&mut self) -> Result<(), StoreError> {
+        self.index = Index::default();
+        self.due = DueIndex::default();
+        let now = self.clock.now();
+        for id in self.store.case_ids()? {
+            if let Some(case) = self.store.load(&id)? {
+                self.index.add(&case, &self.pack);
+                // Moments after the case's last change: a timer that came
+                // due while casework was down fires at the next tick.
+                let items = due::due_items(&self.pack, &case, now.min(case.updated_at));
+                self.due.set(&case.id, items);
+            }
+        }
+        Ok(())
+    }
+
     /// Handle one event at the clock's time.
     pub fn handle(&mut self, event: Event) -> Result<Outcome, EngineError> {
         let now = self.clock.now();
@@ -471,20 +496,92 @@ impl Engine {
 
     /// Handle one event at `now` (the clock's time, or a timer's due time).
     pub fn handle_at(&mut self, event: Event, now: Timestamp) -> Result<Outcome, EngineError> {
-        match self.try_handle(&event, now) {
+        let mut pending = Pending::default();
+        let result = self.step_into(&mut pending, event, now);
+        let result = self.abandon_on_error(result)?;
+        self.finish(pending)?;
+        result.map_err(EngineError::Rejected)
+    }
+
+    /// Handle events that arrived together, in order, at the clock's time,
+    /// and commit all their results in ONE store transaction (group
+    /// commit: one disk sync for the lot).
+    ///
+    /// Each event sees the cases as the events before it in the batch left
+    /// them. The outer error is a store failure: then nothing of the batch
+    /// was kept and it can be sent again as it was. Otherwise there is one
+    /// result per event: its outcome, or why it was refused (refusals are
+    /// recorded in the same transaction).
+    pub fn handle_batch(
+        &mut self,
+        events: Vec<Event>,
+    ) -> Result<Vec<Result<Outcome, EventError>>, EngineError> {
+        let now = self.clock.now();
+        let mut pending = Pending::default();
+        let mut results = Vec::with_capacity(events.len());
+        for e in events {
+            let result = self.step_into(&mut pending, e, now);
+            results.push(self.abandon_on_error(result)?);
+        }
+        self.finish(pending)?;
+        Ok(results)
+    }
+
+    /// Step one event into the batch being built; a refusal is added to
+    /// the batch's rejected list. The outer error is a failed store read.
+    fn step_into(
+        &mut self,
+        pending: &mut Pending,
+        event: Event,
+        now: Timestamp,
+    ) -> Result<Result<Outcome, EventError>, StoreError> {
+        match self.try_handle(pending, &event, now) {
+            Ok(outcome) => Ok(Ok(outcome)),
             Err(EngineError::Rejected(error)) => {
-                self.store.reject(Rejected {
+                pending.batch.rejected.push(Rejected {
                     event,
                     at: now,
                     error: error.clone(),
-                })?;
-                Err(EngineError::Rejected(error))
+                });
+                Ok(Err(error))
             }
-            other => other,
+            Err(EngineError::Store(e)) => Err(e),
+            Err(e) => Err(StoreError::Backend(e.to_string())),
         }
     }
 
-    fn try_handle(&mut self, event: &Event, now: Timestamp) -> Result<Outcome, EngineError> {
+    /// A store read failed mid-batch: drop the batch, and bring the
+    /// indexes (which followed the batch so far) back to the store's truth.
+    fn abandon_on_error<T>(&mut self, result: Result<T, StoreError>) -> Result<T, EngineError> {
+        result.map_err(|e| {
+            if let Err(again) = self.rebuild() {
+                tracing::error!("rebuilding the indexes after a failed read: {again}");
+            }
+            EngineError::Store(e)
+        })
+    }
+
+    /// Commit what a batch produced. On failure the indexes, which already
+    /// followed the batch, are rebuilt from what the store actually kept.
+    fn finish(&mut self, pending: Pending) -> Result<(), EngineError> {
+        if pending.batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.store.commit_batch(pending.batch) {
+            if let Err(again) = self.rebuild() {
+                tracing::error!("rebuilding the indexes after a failed commit: {again}");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    fn try_handle(
+        &mut self,
+        pending: &mut Pending,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<Outcome, EngineError> {
         if event.id.is_unset() {
             return Err(EventError::Malformed {
                 event: event.id.clone(),
@@ -493,7 +590,7 @@ impl Engine {
             }
             .into());
         }
-        if self.store.has_event(&event.id)? {
+        if pending.seen.contains(&event.id) || self.store.has_event(&event.id)? {
             return Ok(Outcome::Duplicate);
         }
         if !self.pack.workflow.known_kind(event.kind.as_str()) {
@@ -532,7 +629,10 @@ impl Engine {
                 .into());
             }
         };
-        let case = self.store.load(&id)?;
+        let case = match pending.cases.get(&id) {
+            Some(c) => Some(c.clone()),
+            None => self.store.load(&id)?,
+        };
         let key = case
             .as_ref()
             .and_then(|c| c.customer.key())
@@ -547,7 +647,9 @@ impl Engine {
         self.index.add(&case, &self.pack);
         let items = due::due_items(&self.pack, &case, now);
         self.due.set(&case.id, items);
-        self.store.commit(Commit {
+        pending.seen.insert(event.id.clone());
+        pending.cases.insert(id.clone(), case.clone());
+        pending.batch.commits.push(Commit {
             accepted: Accepted {
                 event: event.clone(),
                 case: id.clone(),
@@ -557,7 +659,7 @@ impl Engine {
             case,
             decisions: decisions.clone(),
             actions: actions.clone(),
-        })?;
+        });
         Ok(Outcome::Handled {
             case: id,
             decisions,
@@ -566,9 +668,11 @@ impl Engine {
     }
 
     /// Fire everything due at or before `now`, in time order, each at its
-    /// own due time. Returns the outcomes of the timer events.
+    /// own due time, and commit them in one transaction. Returns the
+    /// outcomes of the timer events.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Outcome>, EngineError> {
         let mut out = Vec::new();
+        let mut pending = Pending::default();
         while let Some((due, case, timer)) = self.due.pop_due(now) {
             let event = Event::new(
                 format!("timer:{case}:{timer}:{}", due.timestamp()),
@@ -577,14 +681,13 @@ impl Engine {
                 Some(case),
             )
             .with("timer", &timer);
-            match self.handle_at(event, due) {
+            let result = self.step_into(&mut pending, event, due);
+            match self.abandon_on_error(result)? {
                 Ok(o) => out.push(o),
-                Err(EngineError::Rejected(e)) => {
-                    tracing::warn!("timer {timer} rejected: {e}");
-                }
-                Err(e) => return Err(e),
+                Err(e) => tracing::warn!("timer {timer} rejected: {e}"),
             }
         }
+        self.finish(pending)?;
         Ok(out)
     }
 
@@ -639,6 +742,15 @@ impl Engine {
     pub fn event_seen(&self, id: &EventId) -> Result<bool, EngineError> {
         Ok(self.store.has_event(id)?)
     }
+}
+
+/// A batch being built: the commits so far, and the cases as they left
+/// them (later events of the batch must see those, not the store's).
+#[derive(Default)]
+struct Pending {
+    batch: Batch,
+    cases: HashMap<CaseId, Case>,
+    seen: HashSet<EventId>,
 }
 
 fn event_customer_key(event: &Event) -> Option<String> {

@@ -1,0 +1,63 @@
+//! `casework show CASE [--db PATH]`: one stored case's story.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use casework::case::CaseId;
+use casework::engine::Explanation;
+use casework::store::Store;
+
+use super::{ConfigArg, DbArg};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The case to show.
+    pub case: String,
+    /// The configuration whose directory holds the default database.
+    #[arg(long, value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Print the case and its decisions as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let config = ConfigArg {
+        config: args.config.clone(),
+    };
+    let store = match args.db.open_existing(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match store.load(&CaseId(args.case.clone())) {
+        Ok(Some(case)) => {
+            let story = Explanation::new(case);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&story).unwrap_or_default()
+                );
+            } else {
+                print!("{story}");
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "error: no case {} in {}; `casework cases` lists them",
+                args.case,
+                store.path().display()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
