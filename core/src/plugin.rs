@@ -370,4 +370,12 @@ pub trait Plugin: Send + Sync {
     /// The name it is configured under (`warehouse` in `warehouse.hold`).
     fn name(&self) -> &str;
     fn execute(&self, action: &crate::action::Action) -> Result<Done, PluginError>;
+
+    /// Turn a payload the outside system pushed to us (a warehouse or
+    /// carrier webhook, posted to `/webhooks/{name}` by `casework serve`)
+    /// into events. `None`: this plugin takes no webhooks.
+    fn webhook(&self, body: &[u8]) -> Option<Result<Vec<crate::event::Event>, PluginError>> {
+        let _ = body;
+        None
+    }
 }
