@@ -124,7 +124,10 @@ fn main() {
     let engine_time = began.elapsed();
     let engine_rate = per_second(n, engine_time);
 
-    // 2. The same rule calls on the finished cases, without the engine.
+    // 2. The same rule calls the engine made for those events (route on
+    //    the message; urgency on every event; check_promise on the open
+    //    promise after the promise is made), on the finished cases,
+    //    without the engine around them.
     let rules = engine.rules().current();
     let store = engine.store();
     let ids = store.case_ids().unwrap();
@@ -142,14 +145,19 @@ fn main() {
             now: case.updated_at,
             customer: &stats,
         };
-        black_box(rules.route(&input).ok());
-        black_box(rules.urgency(&input).ok());
-        for p in case.promises.iter().filter(|p| p.status.is_open()) {
-            black_box(rules.check_promise(p, &input).ok());
+        for n in 0..4 {
+            if n == 0 {
+                black_box(rules.route(&input).ok());
+            } else {
+                for p in &case.promises {
+                    black_box(rules.check_promise(p, &input).ok());
+                }
+            }
+            black_box(rules.urgency(&input).ok());
         }
     }
     let rules_time = began.elapsed();
-    let rules_rate = per_second(loaded.len(), rules_time);
+    let rules_rate = per_second(loaded.len() * 4, rules_time);
     drop(loaded);
     drop(engine);
 
@@ -212,13 +220,14 @@ fn main() {
         engine_time.as_secs_f64() * 1e6 / n as f64
     );
     println!(
-        "| bare rule evaluation (route + urgency + check on open promises) | {:.0} evaluations/s ({:.1} µs each) |",
+        "| the same rule calls, bare (no engine around them) | {:.0} events/s ({:.1} µs/event) |",
         rules_rate,
-        rules_time.as_secs_f64() * 1e6 / ids.len() as f64
+        rules_time.as_secs_f64() * 1e6 / (ids.len() * 4) as f64
     );
     println!(
-        "| engine overhead: µs per event / µs per bare evaluation | {:.2} |",
-        (engine_time.as_secs_f64() / n as f64) / (rules_time.as_secs_f64() / ids.len() as f64)
+        "| engine time / bare rule time, per event | {:.2} |",
+        (engine_time.as_secs_f64() / n as f64)
+            / (rules_time.as_secs_f64() / (ids.len() * 4) as f64)
     );
     println!(
         "| seeding {promises} cases with an open promise (store only) | {:.2} s |",
