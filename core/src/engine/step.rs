@@ -162,35 +162,33 @@ impl Stepper<'_> {
         let Some(plan) = &self.pack.sla else { return };
         let paused = self.paused_here();
         if plan.start(&mut self.case, kind, self.now, paused) {
-            let due = self
-                .case
-                .sla
-                .iter()
-                .find(|c| c.kind == kind)
-                .and_then(|c| c.due_at);
-            self.record(
-                DecisionKind::Sla {
-                    clock: kind.as_str().to_owned(),
-                    status: "started".to_owned(),
-                    due,
-                },
-                None,
-            );
+            self.record_sla(kind, "started");
         }
     }
 
     fn meet_sla(&mut self, kind: SlaKind) {
         let Some(plan) = &self.pack.sla else { return };
         if plan.meet(&mut self.case, kind, self.now).is_some() {
-            self.record(
-                DecisionKind::Sla {
-                    clock: kind.as_str().to_owned(),
-                    status: "met".to_owned(),
-                    due: None,
-                },
-                None,
-            );
+            self.record_sla(kind, "met");
         }
+    }
+
+    /// Record what happened to an SLA clock, with when it is now due.
+    fn record_sla(&mut self, kind: SlaKind, status: &str) {
+        let due = self
+            .case
+            .sla
+            .iter()
+            .find(|c| c.kind == kind)
+            .and_then(|c| c.due_at);
+        self.record(
+            DecisionKind::Sla {
+                clock: kind.as_str().to_owned(),
+                status: status.to_owned(),
+                due,
+            },
+            None,
+        );
     }
 
     // ---- facts -------------------------------------------------------
@@ -1091,20 +1089,7 @@ impl Stepper<'_> {
             };
             if let Some((status, kinds)) = changes {
                 for kind in kinds {
-                    let due = self
-                        .case
-                        .sla
-                        .iter()
-                        .find(|c| c.kind == kind)
-                        .and_then(|c| c.due_at);
-                    self.record(
-                        DecisionKind::Sla {
-                            clock: kind.as_str().to_owned(),
-                            status: status.to_owned(),
-                            due,
-                        },
-                        None,
-                    );
+                    self.record_sla(kind, status);
                 }
             }
         }

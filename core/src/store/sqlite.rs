@@ -304,6 +304,14 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// A stored RFC 3339 time; a bad one means the file was damaged.
+fn decode_time(path: &str, column: &str, text: &str) -> Result<Timestamp, StoreError> {
+    Timestamp::parse_from_rfc3339(text).map_err(|e| StoreError::Corrupt {
+        path: path.to_owned(),
+        message: format!("{column} `{text}`: {e}"),
+    })
+}
+
 /// Turn a SQLite error into what the user should do about it.
 fn classify(path: &str, e: &rusqlite::Error) -> StoreError {
     let path = path.to_owned();
@@ -484,12 +492,7 @@ impl Store for SqliteStore {
             out.push(Accepted {
                 event: decode(&shown, "events", &event)?,
                 case: case.clone(),
-                handled_at: Timestamp::parse_from_rfc3339(&handled_at).map_err(|e| {
-                    StoreError::Corrupt {
-                        path: shown.clone(),
-                        message: format!("events.handled_at `{handled_at}`: {e}"),
-                    }
-                })?,
+                handled_at: decode_time(&shown, "events.handled_at", &handled_at)?,
                 customer: decode(&shown, "events", &customer)?,
             });
         }
@@ -717,10 +720,7 @@ impl Store for SqliteStore {
             let (event, at, error) = row.map_err(|e| self.err(e))?;
             out.push(Rejected {
                 event: decode(&shown, "rejected", &event)?,
-                at: Timestamp::parse_from_rfc3339(&at).map_err(|e| StoreError::Corrupt {
-                    path: shown.clone(),
-                    message: format!("rejected.at `{at}`: {e}"),
-                })?,
+                at: decode_time(&shown, "rejected.at", &at)?,
                 error: decode(&shown, "rejected", &error)?,
             });
         }
