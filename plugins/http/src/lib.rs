@@ -58,7 +58,7 @@ impl HttpPlugin {
         kind: PluginKind,
         settings: &BTreeMap<String, serde_json::Value>,
     ) -> Result<HttpPlugin, ConfigError> {
-        let parsed = settings::from_map(kind.as_str(), settings)?;
+        let parsed = settings::from_map(kind.as_str(), settings, settings::HTTP_FIELDS)?;
         Self::with_env(name, kind, parsed, |var| std::env::var(var).ok())
     }
 

@@ -80,7 +80,11 @@ impl NotifyPlugin {
         settings: &BTreeMap<String, Value>,
         directory: DirectoryDef,
     ) -> Result<NotifyPlugin, ConfigError> {
-        let settings: NotifySettings = from_map("notify", settings)?;
+        let settings: NotifySettings = from_map(
+            "notify",
+            settings,
+            "timeout, email (the settings of an e-mail plugin) and email_template",
+        )?;
         let email = match &settings.email {
             None => None,
             Some(map) => {

@@ -85,6 +85,7 @@ pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D
 pub(crate) fn from_map<T: for<'de> Deserialize<'de>>(
     kind: &str,
     settings: &BTreeMap<String, serde_json::Value>,
+    fields: &str,
 ) -> Result<T, ConfigError> {
     let map: serde_json::Map<String, serde_json::Value> = settings
         .iter()
@@ -92,9 +93,13 @@ pub(crate) fn from_map<T: for<'de> Deserialize<'de>>(
         .collect();
     serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| ConfigError::Settings {
         kind: kind.to_owned(),
-        message: e.to_string(),
+        message: format!("{e}; the settings are {fields}"),
     })
 }
+
+/// The settings of [`HttpSettings`], for error messages.
+pub(crate) const HTTP_FIELDS: &str =
+    "url, auth_header, auth_scheme, token_env (the variable holding the token), timeout and paths";
 
 impl HttpSettings {
     /// Check the settings for the actions of `kind`, and read the token
