@@ -2,10 +2,12 @@
 //! running [`Plugin`]s, by kind.
 //!
 //! Built in: `process` (any program speaking JSON Lines, see
-//! [`casework_process`]) and `email` (SMTP, see [`casework_email`]). The
-//! kinds `warehouse`, `carrier` and `notify` are part of the configuration
-//! language but have no implementation in casework yet: a shop provides
-//! its own by registering a factory for the kind, in Rust:
+//! [`casework_process`]), `email` (SMTP, see [`casework_email`]),
+//! `warehouse` and `carrier` (HTTP JSON APIs, see [`casework_http`]) and
+//! `notify` (a team's chat webhook or e-mail, see
+//! [`casework_http::NotifyPlugin`]; it needs the directory, given with
+//! [`Registry::with_directory`]). A shop whose warehouse speaks something
+//! else provides its own by registering a factory for the kind, in Rust:
 //!
 //! ```
 //! use casework::plugin::{Done, Plugin, PluginError};
@@ -27,9 +29,9 @@
 //! let (pack_config, _) = (casework::load_config(None).unwrap(), ());
 //! let plugins = registry.build(&pack_config.def.plugins, std::path::Path::new("."));
 //! assert!(plugins.get("warehouse").is_some());
-//! // The default pack's `carrier` (kind carrier) has no implementation:
+//! // The default pack's `carrier` names no API `url`, so it cannot run:
 //! assert!(plugins.get("carrier").is_none());
-//! assert!(plugins.unavailable().contains_key("carrier"));
+//! assert!(plugins.unavailable()["carrier"].reason.contains("url"));
 //! ```
 //!
 //! A configured plugin whose kind has no implementation, or whose settings
@@ -42,8 +44,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use casework_core::action::Action;
-use casework_core::config::PluginDef;
-use casework_core::plugin::{Done, Plugin, PluginError};
+use casework_core::config::{DirectoryDef, PluginDef};
+use casework_core::plugin::{Done, Plugin, PluginError, PluginKind};
 use indexmap::IndexMap;
 
 /// What a factory is given to build one plugin.
@@ -54,6 +56,9 @@ pub struct PluginSpec<'a> {
     pub def: &'a PluginDef,
     /// The configuration's directory, for relative paths in settings.
     pub dir: &'a Path,
+    /// The teams and agents, when the registry was given them
+    /// ([`Registry::with_directory`]): `notify` needs them.
+    pub directory: Option<&'a DirectoryDef>,
 }
 
 /// Builds the plugin of one kind from its settings; the error says what
@@ -64,12 +69,14 @@ pub type Factory = Arc<dyn Fn(&PluginSpec<'_>) -> Result<Box<dyn Plugin>, String
 #[derive(Clone, Default)]
 pub struct Registry {
     factories: BTreeMap<String, Factory>,
+    directory: Option<DirectoryDef>,
 }
 
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("kinds", &self.factories.keys().collect::<Vec<_>>())
+            .field("directory", &self.directory.is_some())
             .finish()
     }
 }
@@ -80,7 +87,8 @@ impl Registry {
         Self::default()
     }
 
-    /// The kinds casework implements: `process` and `email`.
+    /// The kinds casework implements: `process`, `email`, `warehouse`,
+    /// `carrier` and `notify`.
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register("process", |spec| {
@@ -98,7 +106,36 @@ impl Registry {
                 })
                 .map_err(|e| e.to_string())
         });
+        for kind in [PluginKind::Warehouse, PluginKind::Carrier] {
+            r.register(kind.as_str(), move |spec| {
+                casework_http::HttpPlugin::from_settings(spec.name, kind, &spec.def.settings)
+                    .map(|p| Box::new(p) as Box<dyn Plugin>)
+                    .map_err(|e| e.to_string())
+            });
+        }
+        r.register("notify", |spec| {
+            let Some(directory) = spec.directory else {
+                return Err(
+                    "kind `notify` needs the directory of teams and agents: build the registry with `Registry::with_directory`"
+                        .to_owned(),
+                );
+            };
+            casework_http::NotifyPlugin::from_settings(
+                spec.name,
+                &spec.def.settings,
+                directory.clone(),
+            )
+            .map(|p| Box::new(p) as Box<dyn Plugin>)
+            .map_err(|e| e.to_string())
+        });
         r
+    }
+
+    /// Give the factories the configuration's directory (`directory:`), so
+    /// `notify` can find teams, agents and their channels.
+    pub fn with_directory(mut self, directory: DirectoryDef) -> Self {
+        self.directory = Some(directory);
+        self
     }
 
     /// Register (or replace) the factory of a kind.
@@ -134,7 +171,12 @@ impl Registry {
                 );
                 continue;
             };
-            let spec = PluginSpec { name, def, dir };
+            let spec = PluginSpec {
+                name,
+                def,
+                dir,
+                directory: self.directory.as_ref(),
+            };
             match factory(&spec) {
                 Ok(plugin) => {
                     out.ready.insert(name.clone(), plugin);

@@ -3,6 +3,7 @@
 
 mod check;
 mod engine;
+mod http;
 mod reload;
 mod rule_tests;
 mod scenarios;
