@@ -371,9 +371,16 @@ fn run_handles_the_shop_day_and_reports_what_it_could_not_do() {
     assert!(out.contains("promise_at_risk"), "{out}");
     assert!(out.contains("urgency urgent"), "{out}");
     assert!(out.contains("left pending, not failed"), "{out}");
-    // The default pack's warehouse names no API `url`, and `run` gives
-    // notify no directory yet.
+    // The default pack's warehouse names no API `url`: its hold waits.
     assert!(out.contains("missing field `url`"), "{out}");
+    // Notifying e-mail teams needs SMTP settings the default pack does not
+    // have: those notices give up and raise their cases, never vanish.
+    assert!(
+        run.stderr.contains("needs an e-mail plugin"),
+        "{}",
+        run.stderr
+    );
+    assert!(out.contains("given up"), "{out}");
 
     // Again: everything is a duplicate, the malformed line rejected again.
     let again = casework([
@@ -389,7 +396,10 @@ fn run_handles_the_shop_day_and_reports_what_it_could_not_do() {
         again.output()
     );
     let store = SqliteStore::open(&db).unwrap();
-    assert_eq!(store.event_count().unwrap(), 9);
+    // The 9 accepted events, plus one `action.failed` per notice given up.
+    let gave_up = store.outbox_counts().unwrap().gave_up;
+    assert!(gave_up > 0);
+    assert_eq!(store.event_count().unwrap() as usize, 9 + gave_up);
     assert_eq!(store.rejected().unwrap().len(), 2);
     assert!(
         store.rejected().unwrap()[0]

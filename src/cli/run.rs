@@ -143,7 +143,9 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| e.to_string())?;
 
-    let plugins = Registry::builtin().build(&plugin_defs, &config_dir);
+    let plugins = Registry::builtin()
+        .with_directory(engine.pack().directory.clone())
+        .build(&plugin_defs, &config_dir);
     let worker = args.worker.clone().unwrap_or_else(|| {
         format!(
             "run:{}:{}",
