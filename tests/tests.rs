@@ -6,5 +6,6 @@ mod engine;
 mod reload;
 mod rule_tests;
 mod scenarios;
+mod serve;
 mod store;
 mod util;
