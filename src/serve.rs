@@ -35,8 +35,8 @@
 //! nothing but a runtime. A few threads take requests and read their
 //! bodies; they queue for the engine, and group commit comes from batches
 //! in one request. A background thread fires timers
-//! and runs the outbox; it holds the lock for one outbox pass (at most 8
-//! actions), so a slow plugin delays requests by up to its own timeout.
+//! and runs the outbox, locking the engine to claim actions and to record
+//! their outcomes but not while a plugin works.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -72,15 +72,11 @@ impl Reply {
     }
 }
 
-struct Inner {
-    engine: Engine,
-    runner: OutboxRunner,
-}
-
 /// The server's state: the engine and the outbox runner, shared by the
 /// request loop and the background thread.
 pub struct App {
-    inner: Mutex<Inner>,
+    engine: Mutex<Engine>,
+    runner: OutboxRunner,
     store_path: String,
     max_body: usize,
 }
@@ -103,7 +99,8 @@ impl App {
     /// `store_path` is only shown (in `/health`).
     pub fn new(engine: Engine, runner: OutboxRunner, store_path: impl Into<String>) -> App {
         App {
-            inner: Mutex::new(Inner { engine, runner }),
+            engine: Mutex::new(engine),
+            runner,
             store_path: store_path.into(),
             max_body: MAX_BODY,
         }
@@ -119,10 +116,10 @@ impl App {
         self.max_body
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Inner>, Reply> {
+    fn lock(&self) -> Result<MutexGuard<'_, Engine>, Reply> {
         // A panic while holding the lock may have left the engine's
         // indexes half updated: refuse rather than guess.
-        self.inner.lock().map_err(|_| {
+        self.engine.lock().map_err(|_| {
             Reply::error(
                 500,
                 "the server failed while handling an earlier request; restart it (the store is intact)",
@@ -173,8 +170,8 @@ impl App {
 
     fn webhook(&self, name: &str, body: &[u8]) -> Result<Reply, Reply> {
         let events = {
-            let inner = self.lock()?;
-            let plugins = inner.runner.plugins();
+            // No lock: parsing a payload needs only the plugin.
+            let plugins = self.runner.plugins();
             let Some(plugin) = plugins.get(name) else {
                 let why = match plugins.unavailable().get(name) {
                     Some(u) => {
@@ -211,8 +208,8 @@ impl App {
         let mut results = if events.is_empty() {
             Vec::new()
         } else {
-            let mut inner = self.lock()?;
-            inner.engine.handle_batch(events).map_err(|e| {
+            let mut engine = self.lock()?;
+            engine.handle_batch(events).map_err(|e| {
                 Reply::error(
                     503,
                     format!("{e}; none of these events were kept: send them again"),
@@ -270,14 +267,13 @@ impl App {
     }
 
     fn health(&self) -> Result<Reply, Reply> {
-        let inner = self.lock()?;
-        let engine = &inner.engine;
+        let engine = self.lock()?;
         let store = engine.store();
         let events = store.event_count().map_err(store_error)?;
         let cases = store.case_ids().map_err(store_error)?.len();
         let counts = store.outbox_counts().map_err(store_error)?;
         let rejected = store.rejected().map_err(store_error)?.len();
-        let unavailable: BTreeMap<&String, &str> = inner
+        let unavailable: BTreeMap<&String, &str> = self
             .runner
             .plugins()
             .unavailable()
@@ -295,14 +291,14 @@ impl App {
                 "outbox": counts,
                 "timers": engine.pending_timers(),
                 "rules_hash": engine.rules().current().hash(),
-                "plugins": { "ready": inner.runner.plugins().ready(), "unavailable": unavailable },
+                "plugins": { "ready": self.runner.plugins().ready(), "unavailable": unavailable },
             }),
         ))
     }
 
     fn case(&self, id: &str) -> Result<Reply, Reply> {
-        let inner = self.lock()?;
-        match inner.engine.explain(&CaseId(id.to_owned())) {
+        let engine = self.lock()?;
+        match engine.explain(&CaseId(id.to_owned())) {
             Ok(explanation) => Ok(Reply::new(200, json!(explanation))),
             Err(EngineError::UnknownCase(_)) => {
                 Err(Reply::error(404, format!("no case {id} in the store")))
@@ -311,19 +307,25 @@ impl App {
         }
     }
 
-    /// Fire the timers due now, then one outbox pass.
+    /// Fire the timers due now, then one outbox pass. The engine is
+    /// locked to claim and to record each outcome, not while a plugin
+    /// works, so requests are not held up by a slow warehouse.
     pub fn background_pass(&self) -> Result<Pass, String> {
+        let lock = || self.lock().map_err(|r| r.body["error"].to_string());
         let mut pass = Pass::default();
-        {
-            let mut inner = self.lock().map_err(|r| r.body["error"].to_string())?;
-            let now = inner.engine.now();
-            pass.timers = inner.engine.tick(now).map_err(|e| e.to_string())?.len();
+        let claimed = {
+            let mut engine = lock()?;
+            let now = engine.now();
+            pass.timers = engine.tick(now).map_err(|e| e.to_string())?.len();
+            self.runner.claim(&mut engine).map_err(|e| e.to_string())?
+        };
+        for entry in claimed {
+            let result = self.runner.execute(&entry);
+            let mut engine = lock()?;
+            self.runner
+                .record(&mut engine, entry, result, &mut pass.outbox)
+                .map_err(|e| e.to_string())?;
         }
-        // The lock is released between the two, so a request waiting for
-        // the timers does not also wait for the plugins.
-        let mut inner = self.lock().map_err(|r| r.body["error"].to_string())?;
-        let Inner { engine, runner } = &mut *inner;
-        pass.outbox = runner.run_once(engine).map_err(|e| e.to_string())?;
         Ok(pass)
     }
 

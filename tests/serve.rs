@@ -316,3 +316,50 @@ fn a_webhook_payload_becomes_events_handled_like_posted_ones() {
     assert_eq!(app.handle("POST", "/events", &[b' '; 201]).status, 413);
     assert_eq!(app.handle("POST", "/events", b"42").status, 400);
 }
+
+/// Takes its time over every action, under any plugin name.
+struct Slow(&'static str);
+
+impl Plugin for Slow {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    fn execute(&self, _action: &Action) -> Result<Done, PluginError> {
+        std::thread::sleep(Duration::from_millis(1500));
+        Ok(Done::default())
+    }
+}
+
+#[test]
+fn a_slow_plugin_does_not_hold_up_requests() {
+    let (pack, rules) = Pack::compile(casework::load_config(None).unwrap()).unwrap();
+    let engine = Engine::builder(pack, rules).build().unwrap();
+    let mut plugins = Plugins::default();
+    for name in ["team", "email", "warehouse", "carrier"] {
+        plugins.insert(Box::new(Slow(name)));
+    }
+    let app = std::sync::Arc::new(App::new(engine, OutboxRunner::new(plugins, "t"), "memory"));
+    let first = message("s-1", "C-400", "Where is my order?").to_string();
+    assert_eq!(app.handle("POST", "/events", first.as_bytes()).status, 202);
+    let pending = app.handle("GET", "/health", b"").body["outbox"]["pending"].clone();
+    assert!(pending.as_u64().unwrap() >= 1, "{pending}");
+
+    let worker = {
+        let app = app.clone();
+        std::thread::spawn(move || app.background_pass().unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let second = message("s-2", "C-401", "And mine?").to_string();
+    assert_eq!(app.handle("POST", "/events", second.as_bytes()).status, 202);
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "the request waited {:?} for the plugin",
+        start.elapsed()
+    );
+    let pass = worker.join().unwrap();
+    assert!(pass.outbox.done >= 1, "{pass:?}");
+    let health = app.handle("GET", "/health", b"").body;
+    assert!(health["outbox"]["done"].as_u64().unwrap() >= 1, "{health}");
+}
