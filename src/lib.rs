@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod pack;
 pub mod plugins;
 pub mod scenario;
+pub mod serve;
 
 use std::path::Path;
 

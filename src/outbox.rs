@@ -30,7 +30,7 @@ use casework_core::event::Event;
 use std::sync::Arc;
 
 use casework_core::clock::{Clock, SystemClock};
-use casework_core::plugin::{ENGINE_ACTIONS, PluginError};
+use casework_core::plugin::{Done, ENGINE_ACTIONS, PluginError};
 use casework_core::store::{ActionOutcome, ClaimRequest, OutboxEntry, StoreError};
 use chrono::Duration;
 
@@ -217,17 +217,50 @@ impl OutboxRunner {
         if self.runnable.is_empty() {
             return Ok(report);
         }
-        let claimed = engine.store_mut().claim_actions(&ClaimRequest {
+        let claimed = self.claim_at(engine, now)?;
+        for entry in claimed {
+            let result = self.execute(&entry);
+            self.record(engine, entry, result, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Step 1 of a pass on its own: lease up to the batch size of what is
+    /// due. With [`execute`](Self::execute) and [`record`](Self::record)
+    /// a caller sharing the engine (`casework serve`) can let go of it
+    /// while the plugin works.
+    pub fn claim(&self, engine: &mut Engine) -> Result<Vec<OutboxEntry>, OutboxError> {
+        if self.runnable.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.claim_at(engine, self.clock.now())
+    }
+
+    fn claim_at(
+        &self,
+        engine: &mut Engine,
+        now: Timestamp,
+    ) -> Result<Vec<OutboxEntry>, OutboxError> {
+        Ok(engine.store_mut().claim_actions(&ClaimRequest {
             worker: &self.worker,
             now,
             lease: self.lease,
             limit: self.batch,
             plugins: Some(&self.runnable),
-        })?;
-        for entry in claimed {
-            self.attempt(engine, entry, &mut report)?;
+        })?)
+    }
+
+    /// Step 2: carry out one claimed action with its plugin. Needs no
+    /// engine.
+    pub fn execute(&self, entry: &OutboxEntry) -> Result<Done, PluginError> {
+        let action = &entry.action;
+        match self.plugins.get(action.plugin()) {
+            Some(plugin) => plugin.execute(action),
+            None => Err(PluginError::Permanent {
+                plugin: action.plugin().to_owned(),
+                message: "no such plugin".into(),
+            }),
         }
-        Ok(report)
     }
 
     /// Passes until nothing is due at the clock's time (actions waiting
@@ -262,21 +295,18 @@ impl OutboxRunner {
             .min())
     }
 
-    fn attempt(
+    /// Step 3: record how an attempt ended: feed the plugin's events (or
+    /// `action.failed`) to the engine, then complete the action (done,
+    /// retry later, or given up) and release the lease.
+    pub fn record(
         &self,
         engine: &mut Engine,
         entry: OutboxEntry,
+        result: Result<Done, PluginError>,
         report: &mut RunnerReport,
     ) -> Result<(), OutboxError> {
         let action = &entry.action;
         report.attempts += 1;
-        let result = match self.plugins.get(action.plugin()) {
-            Some(plugin) => plugin.execute(action),
-            None => Err(PluginError::Permanent {
-                plugin: action.plugin().to_owned(),
-                message: "no such plugin".into(),
-            }),
-        };
         let now = self.clock.now();
         let outcome = match result {
             Ok(done) => {

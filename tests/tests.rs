@@ -7,5 +7,6 @@ mod http;
 mod reload;
 mod rule_tests;
 mod scenarios;
+mod serve;
 mod store;
 mod util;

@@ -18,6 +18,7 @@ pub mod check;
 pub mod explain;
 pub mod graph;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod simulate;
 pub mod test;
@@ -50,6 +51,9 @@ pub enum Command {
     /// actions through the plugins, fire timers on the wall clock, and
     /// print what happened to each case.
     Run(run::Args),
+    /// Take events over HTTP (POST /events, webhooks), answer once they
+    /// are durable, fire timers and run the actions in the background.
+    Serve(serve::Args),
     /// List the cases in the store (state, team, urgency, open promises).
     Cases(cases::Args),
     /// Tell one stored case's story: record, promises and every decision.
@@ -67,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Cases(args) => cases::run(args),
         Command::Show(args) => show::run(args),
     }

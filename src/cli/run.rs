@@ -21,7 +21,7 @@ use casework::clock::Clock;
 use casework::engine::{Engine, Outcome, Pack};
 use casework::event::{Event, EventError, EventId};
 use casework::outbox::{OutboxRunner, RetryPolicy, RunnerReport, pending_by_plugin};
-use casework::plugins::Registry;
+use casework::plugins::{Plugins, Registry};
 use casework::store::{Rejected, SqliteStore};
 use chrono::SubsecRound;
 
@@ -43,6 +43,18 @@ pub struct Args {
     /// At most this many lines in one transaction.
     #[arg(long, default_value_t = 512)]
     pub batch: usize,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
+    /// After the input ends, keep running for actions that become due
+    /// within this time (retries, leases of a crashed run); the rest stay
+    /// pending for the next run.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain: StdDuration,
+}
+
+/// How the outbox is run: leases and retries (shared by `run` and `serve`).
+#[derive(Debug, clap::Args)]
+pub struct OutboxArgs {
     /// How long a claimed action is this run's before another worker may
     /// take it; longer than the slowest plugin's timeout.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -56,14 +68,90 @@ pub struct Args {
     /// Attempts before an action is given up (and the case raised).
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
-    /// After the input ends, keep running for actions that become due
-    /// within this time (retries, leases of a crashed run); the rest stay
-    /// pending for the next run.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    pub drain: StdDuration,
-    /// Name of this worker in the outbox leases (default: run:PID:START).
+    /// Name of this worker in the outbox leases (default: COMMAND:PID:START).
     #[arg(long)]
     pub worker: Option<String>,
+}
+
+impl OutboxArgs {
+    /// The runner for `plugins` on `clock`; `command` names the default
+    /// worker.
+    pub fn runner(&self, plugins: Plugins, clock: Arc<dyn Clock>, command: &str) -> OutboxRunner {
+        let worker = self.worker.clone().unwrap_or_else(|| {
+            format!(
+                "{command}:{}:{}",
+                std::process::id(),
+                chrono::Utc::now().timestamp_millis()
+            )
+        });
+        OutboxRunner::new(plugins, worker)
+            .lease(to_chrono(self.lease))
+            // Few at a time: a claim counts an attempt, and a crash mid-batch
+            // would count one for every claimed action not yet started.
+            .batch(8)
+            .policy(RetryPolicy {
+                base: to_chrono(self.retry_base),
+                factor: self.retry_factor,
+                max_attempts: self.max_attempts.max(1),
+                ..RetryPolicy::default()
+            })
+            .clock(clock)
+    }
+}
+
+/// An engine on the store, with the configured plugins.
+pub struct Opened {
+    pub engine: Engine,
+    pub plugins: Plugins,
+    pub clock: Arc<dyn Clock>,
+    pub db: PathBuf,
+    /// The database did not exist before.
+    pub fresh: bool,
+}
+
+/// Load the configuration, open (or create) the store and build the
+/// engine and plugins. `Ok(Err(code))`: the configuration is invalid (the
+/// diagnostics are printed).
+pub fn open(config: &ConfigArg, db: &DbArg) -> Result<Result<Opened, ExitCode>, String> {
+    let loaded = match config.load() {
+        Ok(l) => l,
+        Err(code) => return Ok(Err(code)),
+    };
+    let plugin_defs = loaded.def.plugins.clone();
+    let config_dir = config
+        .config
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let (pack, rules) = Pack::compile(loaded).map_err(|d| d.to_string())?;
+
+    let db = db.path(config);
+    let fresh = !db.exists();
+    let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
+    let clock: Arc<dyn Clock> = Arc::new(ShopClock(pack.timezone));
+    let engine = Engine::builder(pack, rules)
+        .clock(clock.clone())
+        .store(Box::new(store))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let plugins = Registry::builtin()
+        .with_directory(engine.pack().directory.clone())
+        .build(&plugin_defs, &config_dir);
+    Ok(Ok(Opened {
+        engine,
+        plugins,
+        clock,
+        db,
+        fresh,
+    }))
 }
 
 /// One line of input.
@@ -112,59 +200,17 @@ fn to_chrono(d: StdDuration) -> chrono::Duration {
 }
 
 fn run_inner(args: &Args) -> Result<ExitCode, String> {
-    let loaded = match args.config.load() {
-        Ok(l) => l,
+    let Opened {
+        mut engine,
+        plugins,
+        clock,
+        db,
+        fresh,
+    } = match open(&args.config, &args.db)? {
+        Ok(o) => o,
         Err(code) => return Ok(code),
     };
-    let plugin_defs = loaded.def.plugins.clone();
-    let config_dir = args
-        .config
-        .config
-        .as_deref()
-        .and_then(Path::parent)
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    let (pack, rules) = Pack::compile(loaded).map_err(|d| d.to_string())?;
-
-    let db = args.db.path(&args.config);
-    let fresh = !db.exists();
-    let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
-    let clock: Arc<dyn Clock> = Arc::new(ShopClock(pack.timezone));
-    let mut engine = Engine::builder(pack, rules)
-        .clock(clock.clone())
-        .store(Box::new(store))
-        .build()
-        .map_err(|e| e.to_string())?;
-
-    let plugins = Registry::builtin()
-        .with_directory(engine.pack().directory.clone())
-        .build(&plugin_defs, &config_dir);
-    let worker = args.worker.clone().unwrap_or_else(|| {
-        format!(
-            "run:{}:{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp_millis()
-        )
-    });
-    let runner = OutboxRunner::new(plugins, worker)
-        .lease(to_chrono(args.lease))
-        // Few at a time: a claim counts an attempt, and a crash mid-batch
-        // would count one for every claimed action not yet started.
-        .batch(8)
-        .policy(RetryPolicy {
-            base: to_chrono(args.retry_base),
-            factor: args.retry_factor,
-            max_attempts: args.max_attempts.max(1),
-            ..RetryPolicy::default()
-        })
-        .clock(clock.clone());
+    let runner = args.outbox.runner(plugins, clock.clone(), "run");
 
     let source = if args.events.as_os_str() == "-" {
         None

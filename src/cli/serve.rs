@@ -1,0 +1,133 @@
+//! `casework serve [CONFIG] --listen ADDR [--db PATH]`: take events over
+//! HTTP, answer once they are durable, fire timers and run the outbox in
+//! the background. The routes and status codes are described in
+//! [`casework::serve`].
+//!
+//! SIGTERM and SIGINT stop it cleanly: the request being handled is
+//! finished, the background pass too, then the process exits 0. Nothing
+//! depends on that for safety: every answer 202 came after a commit, and
+//! an outbox action interrupted by SIGKILL is taken again once its lease
+//! runs out.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use casework::serve::{App, MAX_BODY};
+
+use super::run::{Opened, OutboxArgs, open};
+use super::{ConfigArg, DbArg};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The address to listen on, e.g. 127.0.0.1:8080; port 0 picks a free
+    /// port (the first line printed, `listening on ADDR`, tells which).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    #[command(flatten)]
+    pub db: DbArg,
+    /// Refuse request bodies larger than this many bytes (413).
+    #[arg(long, default_value_t = MAX_BODY, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Threads taking requests (a client stalled mid-body holds one).
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    match serve(&args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &Args) -> Result<ExitCode, String> {
+    let Opened {
+        engine,
+        plugins,
+        clock,
+        db,
+        fresh,
+    } = match open(&args.config, &args.db)? {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
+    for (name, u) in plugins.unavailable() {
+        eprintln!(
+            "plugin `{name}` (kind {}) cannot run, its actions stay pending: {}",
+            u.kind, u.reason
+        );
+    }
+    let runner = args.outbox.runner(plugins, clock, "serve");
+    let app =
+        Arc::new(App::new(engine, runner, db.display().to_string()).max_body(args.max_body.max(1)));
+    let server = tiny_http::Server::http(&args.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // With the `termination` feature this catches SIGTERM too.
+        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst)) {
+            eprintln!("warning: SIGTERM/SIGINT will not stop the server cleanly: {e}");
+        }
+    }
+    let background = {
+        let (app, stop) = (app.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("timers-outbox".into())
+            .spawn(move || background(&app, &stop))
+            .map_err(|e| format!("cannot start the background thread: {e}"))?
+    };
+
+    println!("listening on {}", server.server_addr());
+    eprintln!(
+        "store {} ({}); POST /events, POST /webhooks/{{plugin}}, GET /health, GET /cases/{{id}}",
+        db.display(),
+        if fresh { "new" } else { "existing" }
+    );
+    let _ = std::io::stdout().flush();
+
+    let served = app.serve(
+        Arc::new(server),
+        stop.clone(),
+        args.threads,
+        Duration::from_secs(5),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = background.join();
+    let finished = served.map_err(|e| format!("the server stopped: {e}"))?;
+    if finished {
+        eprintln!("stopped");
+    } else {
+        eprintln!("stopped; requests whose body never arrived were dropped unhandled");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Timers and the outbox, every 100 ms or at once while there is work.
+fn background(app: &App, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        match app.background_pass() {
+            Ok(pass) => {
+                for f in &pass.outbox.failures {
+                    eprintln!("outbox: {f}");
+                }
+                if pass.outbox.attempts > 0 {
+                    continue;
+                }
+            }
+            Err(e) => eprintln!("background: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,469 @@
+//! `casework serve`: events over HTTP, answered only once they are
+//! durable.
+//!
+//! Routes (all answers are JSON):
+//! - `POST /events`: one event (a JSON object) or a batch (a JSON array),
+//!   in the format of `casework run`'s lines. The whole request is handled
+//!   with ONE [`Engine::handle_batch`] (one transaction, one disk sync) and
+//!   answered after it committed. The body is `{"events": [{id, status,
+//!   case?, error?}]}` with status `accepted`, `duplicate` or `rejected`.
+//!   One event: 202 accepted, 409 duplicate (the id is already stored),
+//!   400 rejected. A batch: 202 when every event was accepted or a
+//!   duplicate, otherwise 400 — and the body still lists each event: the
+//!   accepted ones ARE stored (never lost, never to be resent), only the
+//!   rejected ones need fixing. A plain 400 rather than 207 because most
+//!   clients treat 2xx as "all done" and would drop the rejected events.
+//! - `POST /webhooks/{plugin}`: the body goes to the plugin's
+//!   [`Plugin::webhook`](crate::plugin::Plugin::webhook); the events it
+//!   returns are handled as a batch of `POST /events`. 404 when no ready
+//!   plugin has that name or it takes no webhooks; 400 when it refuses the
+//!   payload.
+//! - `GET /health`: store path, events stored, outbox counts, timers
+//!   waiting, the rule-set hash.
+//! - `GET /cases/{id}`: the case's explanation (404 if unknown).
+//!
+//! What is stored as rejected: events the engine refuses (unknown kind,
+//! unknown case, missing fields), as `casework run` does. A body that is
+//! not JSON, or a JSON value that is not an event at all (no `at`, no
+//! `kind`), is answered 400 with the parse error and NOT stored: the
+//! sender hears of it at once, and a server on a network should not let
+//! anyone fill its database with garbage.
+//!
+//! Why a blocking server ([`tiny_http`]) and one engine behind a mutex:
+//! the engine is single-writer by design (its indexes follow the store),
+//! and every request ends in a SQLite commit, so async I/O would buy
+//! nothing but a runtime. A few threads take requests and read their
+//! bodies; they queue for the engine, and group commit comes from batches
+//! in one request. A background thread fires timers
+//! and runs the outbox, locking the engine to claim actions and to record
+//! their outcomes but not while a plugin works.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::time::Duration;
+
+use casework_core::case::CaseId;
+use casework_core::engine::{Engine, EngineError, Outcome};
+use casework_core::event::{Event, EventError};
+use casework_core::store::StoreError;
+use serde_json::{Value, json};
+
+use crate::outbox::{OutboxRunner, RunnerReport};
+
+/// The default limit on a request body: 1 MiB, a few thousand events.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// An HTTP answer: status code and JSON body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    fn new(status: u16, body: Value) -> Reply {
+        Reply { status, body }
+    }
+
+    fn error(status: u16, message: impl Into<String>) -> Reply {
+        Reply::new(status, json!({ "error": message.into() }))
+    }
+}
+
+/// The server's state: the engine and the outbox runner, shared by the
+/// request loop and the background thread.
+pub struct App {
+    engine: Mutex<Engine>,
+    runner: OutboxRunner,
+    store_path: String,
+    max_body: usize,
+}
+
+/// What one background pass did.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub timers: usize,
+    pub outbox: RunnerReport,
+}
+
+/// One event of a request, as parsed.
+enum Item {
+    Event(Event),
+    /// Not an event: the id it seemed to have, and why.
+    Bad(String, String),
+}
+
+impl App {
+    /// `store_path` is only shown (in `/health`).
+    pub fn new(engine: Engine, runner: OutboxRunner, store_path: impl Into<String>) -> App {
+        App {
+            engine: Mutex::new(engine),
+            runner,
+            store_path: store_path.into(),
+            max_body: MAX_BODY,
+        }
+    }
+
+    /// Refuse bodies longer than `bytes` with 413.
+    pub fn max_body(mut self, bytes: usize) -> App {
+        self.max_body = bytes;
+        self
+    }
+
+    pub fn body_limit(&self) -> usize {
+        self.max_body
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Engine>, Reply> {
+        // A panic while holding the lock may have left the engine's
+        // indexes half updated: refuse rather than guess.
+        self.engine.lock().map_err(|_| {
+            Reply::error(
+                500,
+                "the server failed while handling an earlier request; restart it (the store is intact)",
+            )
+        })
+    }
+
+    /// Answer one request. `path` may carry a query string (ignored).
+    pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        if body.len() > self.max_body {
+            return too_large(self.max_body);
+        }
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let result = match (method, segments.as_slice()) {
+            ("POST", ["events"]) => self.post_events(body),
+            ("POST", ["webhooks", name]) => self.webhook(&percent_decode(name), body),
+            ("GET", ["health"]) => self.health(),
+            ("GET", ["cases", id]) => self.case(&percent_decode(id)),
+            (_, ["events"] | ["webhooks", _]) => Err(Reply::error(405, "use POST")),
+            (_, ["health"] | ["cases", _]) => Err(Reply::error(405, "use GET")),
+            _ => Err(Reply::error(
+                404,
+                format!(
+                    "no route {method} {path}; there are POST /events, POST /webhooks/{{plugin}}, GET /health and GET /cases/{{id}}"
+                ),
+            )),
+        };
+        result.unwrap_or_else(|r| r)
+    }
+
+    fn post_events(&self, body: &[u8]) -> Result<Reply, Reply> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| Reply::error(400, format!("malformed JSON: {e}")))?;
+        let (values, single) = match value {
+            Value::Array(a) => (a, false),
+            v @ Value::Object(_) => (vec![v], true),
+            _ => {
+                return Err(Reply::error(
+                    400,
+                    "the body must be one event (a JSON object) or a batch (a JSON array of events)",
+                ));
+            }
+        };
+        let items = values.into_iter().enumerate().map(parse_item).collect();
+        self.accept(items, single)
+    }
+
+    fn webhook(&self, name: &str, body: &[u8]) -> Result<Reply, Reply> {
+        let events = {
+            // No lock: parsing a payload needs only the plugin.
+            let plugins = self.runner.plugins();
+            let Some(plugin) = plugins.get(name) else {
+                let why = match plugins.unavailable().get(name) {
+                    Some(u) => {
+                        format!("plugin `{name}` (kind {}) cannot run: {}", u.kind, u.reason)
+                    }
+                    None => format!("no plugin named `{name}` is configured"),
+                };
+                return Err(Reply::error(404, why));
+            };
+            match plugin.webhook(body) {
+                None => {
+                    return Err(Reply::error(
+                        404,
+                        format!("plugin `{name}` takes no webhooks"),
+                    ));
+                }
+                Some(Err(e)) => return Err(Reply::error(400, e.to_string())),
+                Some(Ok(events)) => events,
+            }
+        };
+        self.accept(events.into_iter().map(Item::Event).collect(), false)
+    }
+
+    /// Handle the events of one request in one transaction and say what
+    /// became of each.
+    fn accept(&self, items: Vec<Item>, single: bool) -> Result<Reply, Reply> {
+        let events: Vec<Event> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) => Some(e.clone()),
+                Item::Bad(..) => None,
+            })
+            .collect();
+        let mut results = if events.is_empty() {
+            Vec::new()
+        } else {
+            let mut engine = self.lock()?;
+            engine.handle_batch(events).map_err(|e| {
+                Reply::error(
+                    503,
+                    format!("{e}; none of these events were kept: send them again"),
+                )
+            })?
+        }
+        .into_iter();
+        let mut list = Vec::with_capacity(items.len());
+        let (mut rejected, mut duplicate) = (0, 0);
+        for item in &items {
+            let entry = match item {
+                Item::Bad(id, error) => {
+                    rejected += 1;
+                    json!({ "id": id, "status": "rejected", "error": error })
+                }
+                Item::Event(e) => match results.next() {
+                    Some(Ok(Outcome::Handled { case, .. })) => {
+                        json!({ "id": e.id.0, "status": "accepted", "case": case.0 })
+                    }
+                    Some(Ok(Outcome::Duplicate)) => {
+                        duplicate += 1;
+                        json!({ "id": e.id.0, "status": "duplicate" })
+                    }
+                    Some(Err(err)) => {
+                        rejected += 1;
+                        json!({ "id": e.id.0, "status": "rejected", "error": err.to_string() })
+                    }
+                    None => {
+                        return Err(Reply::error(
+                            500,
+                            "the engine gave fewer results than events",
+                        ));
+                    }
+                },
+            };
+            list.push(entry);
+        }
+        let status = match (single, rejected, duplicate) {
+            (_, r, _) if r > 0 => 400,
+            (true, _, d) if d > 0 => 409,
+            _ => 202,
+        };
+        let mut body = json!({ "events": list });
+        if single && status != 202 {
+            // The one event's reason at the top too, where clients look.
+            body["error"] = match list[0].get("error") {
+                Some(e) => e.clone(),
+                None => json!(format!(
+                    "event {} is already stored",
+                    list[0]["id"].as_str().unwrap_or("?")
+                )),
+            };
+        }
+        Ok(Reply::new(status, body))
+    }
+
+    fn health(&self) -> Result<Reply, Reply> {
+        let engine = self.lock()?;
+        let store = engine.store();
+        let events = store.event_count().map_err(store_error)?;
+        let cases = store.case_ids().map_err(store_error)?.len();
+        let counts = store.outbox_counts().map_err(store_error)?;
+        let rejected = store.rejected().map_err(store_error)?.len();
+        let unavailable: BTreeMap<&String, &str> = self
+            .runner
+            .plugins()
+            .unavailable()
+            .iter()
+            .map(|(n, u)| (n, u.reason.as_str()))
+            .collect();
+        Ok(Reply::new(
+            200,
+            json!({
+                "status": "ok",
+                "store": self.store_path,
+                "events": events,
+                "rejected": rejected,
+                "cases": cases,
+                "outbox": counts,
+                "timers": engine.pending_timers(),
+                "rules_hash": engine.rules().current().hash(),
+                "plugins": { "ready": self.runner.plugins().ready(), "unavailable": unavailable },
+            }),
+        ))
+    }
+
+    fn case(&self, id: &str) -> Result<Reply, Reply> {
+        let engine = self.lock()?;
+        match engine.explain(&CaseId(id.to_owned())) {
+            Ok(explanation) => Ok(Reply::new(200, json!(explanation))),
+            Err(EngineError::UnknownCase(_)) => {
+                Err(Reply::error(404, format!("no case {id} in the store")))
+            }
+            Err(e) => Err(Reply::error(503, e.to_string())),
+        }
+    }
+
+    /// Fire the timers due now, then one outbox pass. The engine is
+    /// locked to claim and to record each outcome, not while a plugin
+    /// works, so requests are not held up by a slow warehouse.
+    pub fn background_pass(&self) -> Result<Pass, String> {
+        let lock = || self.lock().map_err(|r| r.body["error"].to_string());
+        let mut pass = Pass::default();
+        let claimed = {
+            let mut engine = lock()?;
+            let now = engine.now();
+            pass.timers = engine.tick(now).map_err(|e| e.to_string())?.len();
+            self.runner.claim(&mut engine).map_err(|e| e.to_string())?
+        };
+        for entry in claimed {
+            let result = self.runner.execute(&entry);
+            let mut engine = lock()?;
+            self.runner
+                .record(&mut engine, entry, result, &mut pass.outbox)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(pass)
+    }
+
+    /// Answer requests from `server` on `threads` threads until `stop`
+    /// is set (checked every 100 ms), then give the requests in progress
+    /// up to `grace` to finish. Returns false if some did not (a client
+    /// stalled in the middle of its body): their events were not handled,
+    /// so exiting is safe.
+    ///
+    /// Several threads because tiny_http reads a request's body on the
+    /// thread that took the request, with no timeout: one client that
+    /// stalls mid-body holds its thread, not the server. The engine is
+    /// locked only once a body is complete.
+    pub fn serve(
+        self: &Arc<Self>,
+        server: Arc<tiny_http::Server>,
+        stop: Arc<AtomicBool>,
+        threads: usize,
+        grace: Duration,
+    ) -> std::io::Result<bool> {
+        let (done, all_done) = mpsc::channel::<()>();
+        for n in 0..threads.max(1) {
+            let (app, server, stop, done) =
+                (self.clone(), server.clone(), stop.clone(), done.clone());
+            std::thread::Builder::new()
+                .name(format!("http-{n}"))
+                .spawn(move || {
+                    // Dropped when the thread ends: that is the signal.
+                    let _done = done;
+                    while !stop.load(Ordering::SeqCst) {
+                        match server.recv_timeout(Duration::from_millis(100)) {
+                            Ok(Some(request)) => app.respond(request),
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::warn!("cannot take a request: {e}");
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                    }
+                })?;
+        }
+        drop(done);
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(matches!(
+            all_done.recv_timeout(grace),
+            Err(mpsc::RecvTimeoutError::Disconnected)
+        ))
+    }
+
+    /// Read the body (within the limit), answer, and send the answer.
+    pub fn respond(&self, mut request: tiny_http::Request) {
+        let reply = if request.body_length().is_some_and(|n| n > self.max_body) {
+            too_large(self.max_body)
+        } else {
+            let mut body = Vec::new();
+            let limit = self.max_body as u64 + 1;
+            match request.as_reader().take(limit).read_to_end(&mut body) {
+                Err(e) => Reply::error(400, format!("cannot read the body: {e}")),
+                Ok(_) if body.len() > self.max_body => too_large(self.max_body),
+                Ok(_) => {
+                    let method = request.method().as_str().to_owned();
+                    let url = request.url().to_owned();
+                    self.handle(&method, &url, &body)
+                }
+            }
+        };
+        let text = serde_json::to_string(&reply.body).unwrap_or_else(|_| "{}".into());
+        let mut response = tiny_http::Response::from_string(text).with_status_code(reply.status);
+        if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", "application/json") {
+            response = response.with_header(h);
+        }
+        if let Err(e) = request.respond(response) {
+            tracing::warn!("cannot send the answer: {e}");
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Reply {
+    Reply::error(
+        413,
+        format!("the body is larger than {limit} bytes; send the events in smaller batches"),
+    )
+}
+
+fn store_error(e: StoreError) -> Reply {
+    Reply::error(503, e.to_string())
+}
+
+/// A JSON value of a request as an event, or why it is not one.
+fn parse_item((n, value): (usize, Value)) -> Item {
+    let id = value
+        .get("id")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("#{n}"), str::to_owned);
+    match serde_json::from_value::<Event>(value) {
+        Ok(e) => Item::Event(e),
+        Err(e) => {
+            let error = EventError::Syntax {
+                event: id.as_str().into(),
+                message: e.to_string(),
+            };
+            Item::Bad(id, error.to_string())
+        }
+    }
+}
+
+/// Decode `%XX` escapes of a path segment (case ids may hold any text).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn path_segments_are_percent_decoded() {
+        assert_eq!(percent_decode("C-1"), "C-1");
+        assert_eq!(percent_decode("C%2F1%20x"), "C/1 x");
+        assert_eq!(percent_decode("bad%2"), "bad%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}
