@@ -399,7 +399,7 @@ fn run_handles_the_shop_day_and_reports_what_it_could_not_do() {
     // The 9 accepted events, plus one `action.failed` per notice given up.
     let gave_up = store.outbox_counts().unwrap().gave_up;
     assert!(gave_up > 0);
-    assert_eq!(store.event_count().unwrap() as usize, 9 + gave_up);
+    assert_eq!(store.event_count().unwrap(), 9 + gave_up);
     assert_eq!(store.rejected().unwrap().len(), 2);
     assert!(
         store.rejected().unwrap()[0]
