@@ -2,6 +2,7 @@
 //! ripgrep. Shared helpers live in `util`.
 
 mod check;
+mod e2e;
 mod engine;
 mod http;
 mod reload;
