@@ -5,6 +5,7 @@ mod check;
 mod e2e;
 mod engine;
 mod http;
+mod inbound;
 mod reload;
 mod rule_tests;
 mod scenarios;
