@@ -161,6 +161,20 @@ impl SqliteStore {
         classify(&self.shown(), &e)
     }
 
+    /// The rows of a query whose three columns are all text (JSON or RFC
+    /// 3339), for the readers that decode them.
+    fn text_rows(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<[String; 3]>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?]))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
     fn configure(&mut self) -> Result<(), StoreError> {
         self.conn
             .busy_timeout(std::time::Duration::from_secs(5))
@@ -471,24 +485,12 @@ impl Store for SqliteStore {
 
     fn events(&self, case: &CaseId) -> Result<Vec<Accepted>, StoreError> {
         let shown = self.shown();
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT event, handled_at, customer FROM events WHERE case_id = ?1 ORDER BY seq",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([&case.0], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
+        let rows = self.text_rows(
+            "SELECT event, handled_at, customer FROM events WHERE case_id = ?1 ORDER BY seq",
+            [&case.0],
+        )?;
         let mut out = Vec::new();
-        for row in rows {
-            let (event, handled_at, customer) = row.map_err(|e| self.err(e))?;
+        for [event, handled_at, customer] in rows {
             out.push(Accepted {
                 event: decode(&shown, "events", &event)?,
                 case: case.clone(),
@@ -702,22 +704,9 @@ impl Store for SqliteStore {
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError> {
         let shown = self.shown();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT event, at, error FROM rejected ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .map_err(|e| self.err(e))?;
+        let rows = self.text_rows("SELECT event, at, error FROM rejected ORDER BY seq", [])?;
         let mut out = Vec::new();
-        for row in rows {
-            let (event, at, error) = row.map_err(|e| self.err(e))?;
+        for [event, at, error] in rows {
             out.push(Rejected {
                 event: decode(&shown, "rejected", &event)?,
                 at: decode_time(&shown, "rejected.at", &at)?,
