@@ -3,6 +3,39 @@
 //! This crate is the facade: it re-exports [`casework_core`] and carries
 //! the default rule [`pack`], embedded so the CLI works out of the box.
 //!
+//! An embedding in a dozen lines: the default pack, a virtual clock (the
+//! engine never reads the wall clock while it decides), one customer
+//! message, and what the rules made of it, each decision with its rule.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use casework::case::{CaseId, UrgencyLevel};
+//! use casework::clock::ManualClock;
+//! use casework::engine::Engine;
+//! use casework::event::Event;
+//!
+//! let (pack, rules) = casework::load(None)?; // the embedded default pack
+//! let clock = Arc::new(ManualClock::new("2026-11-25T10:00:00+09:00".parse()?));
+//! let mut engine = Engine::builder(pack, rules).clock(clock).build()?;
+//!
+//! engine.handle(Event::from_json(
+//!     r#"{"id":"m1","at":"2026-11-25T10:00:00+09:00","kind":"customer.message",
+//!         "case":"C-1","text":"I was charged twice, please refund ASAP"}"#,
+//! )?)?;
+//!
+//! let case = engine.case(&CaseId::from("C-1"))?.expect("the message opened C-1");
+//! assert_eq!(case.assignment.team.as_deref(), Some("billing"));
+//! assert!(case.urgency.level >= UrgencyLevel::High);
+//! // Every decision names the rule that made it: file, line, content hash.
+//! assert!(case.history.iter().any(|d| d.rule.is_some()));
+//! // Replaying the stored events reproduces the case exactly.
+//! assert_eq!(engine.replay(&case.id)?, case);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The default pack is embedded, so the CLI and this example work with
+//! no files on disk:
+//!
 //! ```
 //! let loaded = casework::pack::load().expect("the default pack is valid");
 //! assert_eq!(loaded.workflow.initial().as_str(), "new");

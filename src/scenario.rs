@@ -2,6 +2,26 @@
 //! examples (see the README). A scenario names a configuration, a virtual
 //! clock start, events and expectations; [`Scenario::run`] plays it on an
 //! in-memory engine and [`Run::check`] says which expectations held.
+//!
+//! ```
+//! use std::path::Path;
+//! use casework::scenario::Scenario;
+//!
+//! let scenario = Scenario::parse(Path::new("invoice.yaml"), r#"
+//! description: Invoice questions go to billing.
+//! start: 2026-11-25T10:00:00+09:00
+//! events:
+//!   - { at: 2026-11-25T10:00:00+09:00, kind: customer.message, case: C-1, text: "請求書が届きません" }
+//! expect:
+//!   - { case: C-1, team: billing }
+//!   - { case: C-1, team: sales }
+//! "#)?;
+//! let run = scenario.run()?; // the embedded default pack: no `config:`
+//! let failures = run.check(&scenario.def.expect);
+//! assert_eq!(failures.len(), 1, "C-1 went to billing, not sales");
+//! assert_eq!(failures[0].index, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -172,7 +172,22 @@ impl Event {
         self
     }
 
-    /// Parse one event from a JSON line.
+    /// Parse one event from a JSON line (the format of `casework run`'s
+    /// input and `POST /events`), then read its kind's fields.
+    ///
+    /// ```
+    /// use casework_core::event::{Event, Payload};
+    ///
+    /// let e = Event::from_json(r#"{"id": "w1", "at": "2026-12-10T08:00:00+09:00",
+    ///     "kind": "warehouse.planned", "order": "O-77", "ship_date": "2026-12-11"}"#)?;
+    /// assert!(e.case.is_none(), "found through its order, no case id needed");
+    /// assert!(matches!(e.payload()?, Payload::Fulfilment(_)));
+    ///
+    /// // A malformed line says what is wrong with it.
+    /// let err = Event::from_json(r#"{"id": "w2", "kind": "warehouse.planned"}"#).unwrap_err();
+    /// assert!(err.to_string().contains("missing field `at`"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_json(line: &str) -> Result<Event, EventError> {
         serde_json::from_str(line).map_err(|e| EventError::Syntax {
             event: EventId::from("?"),

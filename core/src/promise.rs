@@ -231,6 +231,26 @@ pub enum PromiseError {
 
 impl Promise {
     /// Make a promise from an agent's spec, checking that it says enough.
+    ///
+    /// ```
+    /// use casework_core::promise::{Promise, PromiseSpec, PromiseStatus};
+    ///
+    /// let spec: PromiseSpec = serde_json::from_str(r#"{"id": "P-1", "kind": "deliver_on",
+    ///     "date": "2027-01-06", "window": {"from": "2027-01-05", "to": "2027-01-08"},
+    ///     "order": "O-77"}"#)?;
+    /// let at = "2026-11-25T10:00:00+09:00".parse()?;
+    /// let p = Promise::make(&spec, "agent:ito", at, None, chrono_tz::Asia::Tokyo)?;
+    /// assert_eq!(p.status, PromiseStatus::Pending);
+    /// let window = p.delivery_window().unwrap();
+    /// assert!(window.contains("2027-01-07".parse()?));
+    /// assert!(!window.contains("2027-01-04".parse()?), "too early breaks it too");
+    ///
+    /// // A deliver_on promise without a date is refused, saying what it needs.
+    /// let vague: PromiseSpec = serde_json::from_str(r#"{"id": "P-2", "kind": "deliver_on"}"#)?;
+    /// let err = Promise::make(&vague, "agent:ito", at, None, chrono_tz::Asia::Tokyo).unwrap_err();
+    /// assert!(err.to_string().contains("`date`"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn make(
         spec: &PromiseSpec,
         made_by: &str,
