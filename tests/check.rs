@@ -366,6 +366,28 @@ fn graph_draws_dot_and_mermaid() {
     );
 }
 
+/// The drawing in the README is of the workflow the pack really has:
+/// `scripts/draw` redraws both files after a change to the workflow.
+#[test]
+fn the_committed_drawing_is_the_current_workflow() {
+    let run = casework(["graph", "--format", "dot"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    let committed = std::fs::read_to_string("docs/workflow.dot").unwrap();
+    assert!(
+        run.stdout == committed,
+        "docs/workflow.dot is not the default workflow any more: run scripts/draw"
+    );
+    let svg = std::fs::read_to_string("docs/workflow.svg").unwrap();
+    let (pack, _) = casework::load(None).unwrap();
+    for (state, _) in pack.workflow.states() {
+        assert!(
+            svg.contains(&format!("<title>{}</title>", state.as_str())),
+            "docs/workflow.svg lacks state `{}`: run scripts/draw",
+            state.as_str()
+        );
+    }
+}
+
 #[test]
 fn graph_of_a_broken_config_fails_and_bad_usage_exits_2() {
     let run = casework(["graph", "tests/fixtures/broken/stuck_state.yaml"]);
