@@ -714,6 +714,27 @@ fn bad_return(rule: &RuleRef, message: String) -> RuleError {
     }
 }
 
+/// The map a rule returned, holding only `keys`; `None` for `()` (no
+/// opinion). `shape` is what the author should return instead, for the
+/// error.
+fn returned_map(
+    engine: &Engine,
+    rule: &RuleRef,
+    out: Dynamic,
+    shape: &str,
+    keys: &[&str],
+) -> Result<Option<Map>, RuleError> {
+    if out.is_unit() {
+        return Ok(None);
+    }
+    let got = type_name(engine, &out);
+    let Some(map) = out.try_cast::<Map>() else {
+        return Err(bad_return(rule, format!("got a {got}; return {shape}")));
+    };
+    check_keys(rule, &map, keys)?;
+    Ok(Some(map))
+}
+
 fn check_keys(rule: &RuleRef, map: &Map, allowed: &[&str]) -> Result<(), RuleError> {
     for key in map.keys() {
         if !allowed.contains(&key.as_str()) {
@@ -748,19 +769,16 @@ fn to_urgency(
     rule: &RuleRef,
     out: Dynamic,
 ) -> Result<Option<UrgencyVerdict>, RuleError> {
-    if out.is_unit() {
+    let Some(map) = returned_map(
+        engine,
+        rule,
+        out,
+        "#{ level: \"normal\", score: 0, reasons: [] } or ()",
+        &["level", "score", "reasons"],
+    )?
+    else {
         return Ok(None);
-    }
-    let Some(map) = out.read_lock::<Map>() else {
-        return Err(bad_return(
-            rule,
-            format!(
-                "got a {}; return #{{ level: \"normal\", score: 0, reasons: [] }} or ()",
-                type_name(engine, &out)
-            ),
-        ));
     };
-    check_keys(rule, &map, &["level", "score", "reasons"])?;
     let valid = "low, normal, high, urgent";
     let level = match map.get("level") {
         Some(l) if l.is_string() => {
@@ -843,19 +861,16 @@ fn to_promise_check(
     rule: &RuleRef,
     out: Dynamic,
 ) -> Result<Option<PromiseCheck>, RuleError> {
-    if out.is_unit() {
+    let Some(map) = returned_map(
+        engine,
+        rule,
+        out,
+        "#{ status, reason, actions } or () for no opinion",
+        &["status", "reason", "actions"],
+    )?
+    else {
         return Ok(None);
-    }
-    let Some(map) = out.read_lock::<Map>() else {
-        return Err(bad_return(
-            rule,
-            format!(
-                "got a {}; return #{{ status, reason, actions }} or () for no opinion",
-                type_name(engine, &out)
-            ),
-        ));
     };
-    check_keys(rule, &map, &["status", "reason", "actions"])?;
     let valid = "pending, at_risk, kept, broken";
     let status = match map.get("status") {
         Some(s) if s.is_string() => {
