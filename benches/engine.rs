@@ -188,6 +188,7 @@ fn main() {
                     case: id,
                     handled_at: t0,
                     customer: CustomerStats::default(),
+                    ruleset: None,
                 },
                 case,
                 decisions: Vec::new(),

@@ -65,3 +65,79 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// A case decided partly before and partly after a reload replays with
+/// the version that handled each event, also after a restart on the same
+/// database, when only the newest rules are on disk.
+#[test]
+fn replay_uses_the_rule_set_version_that_handled_each_event() {
+    let dir = scratch("reload-replay");
+    copy_dir(&root().join("rules"), &dir);
+    let config = dir.join("casework.yaml");
+    let db = dir.join("casework.db");
+    let at: casework::Timestamp = "2026-11-25T10:00:00+09:00".parse().unwrap();
+    let open = || {
+        let (pack, rules) = casework::load(Some(&config)).expect("copied pack loads");
+        Engine::builder(pack, rules)
+            .clock(Arc::new(ManualClock::new(at)))
+            .store(Box::new(casework::store::SqliteStore::open(&db).unwrap()))
+            .build()
+            .unwrap()
+    };
+    let c1 = CaseId::from("C-1");
+    let message = |id: &str, text: &str| {
+        Event::new(id, at, "customer.message", Some(c1.clone())).with("text", text)
+    };
+
+    let mut engine = open();
+    let first = engine.rules().current().hash().to_owned();
+    engine.handle(message("e1", "I was charged twice")).unwrap();
+    assert_eq!(team(&engine, &c1), "billing");
+
+    // Reload: from now on every message goes to sales.
+    let route = dir.join("route.rhai");
+    let text = std::fs::read_to_string(&route).unwrap();
+    std::fs::write(
+        &route,
+        text.replacen(
+            "fn route(c, event) {",
+            "fn route(c, event) {\n    return #{ team: \"sales\", reason: \"reloaded\" };",
+            1,
+        ),
+    )
+    .unwrap();
+    let Reload::Swapped(second) = casework::reload_rules(&engine).unwrap() else {
+        panic!("a changed file must be swapped in");
+    };
+    engine.handle(message("e2", "and again")).unwrap();
+    let stored = engine.case(&c1).unwrap().unwrap();
+    assert_eq!(team(&engine, &c1), "sales");
+    let versions: Vec<_> = stored
+        .history
+        .iter()
+        .filter(|d| d.kind_name() == "route")
+        .map(|d| d.ruleset.clone().unwrap())
+        .collect();
+    assert_eq!(versions, [first.clone(), second.clone()]);
+    assert_eq!(
+        engine.replay(&c1).unwrap(),
+        stored,
+        "replay in the same process"
+    );
+    drop(engine);
+
+    // A restart sees only the second version on disk; the first comes
+    // from the store.
+    let engine = open();
+    assert_eq!(engine.rules().current().hash(), second);
+    assert_eq!(
+        engine.replay(&c1).unwrap(),
+        stored,
+        "replay after a restart"
+    );
+}
+
+fn team(engine: &Engine, id: &CaseId) -> String {
+    let case = engine.case(id).unwrap().unwrap();
+    case.assignment.team.unwrap_or_default()
+}

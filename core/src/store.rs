@@ -33,7 +33,7 @@ use crate::action::Action;
 use crate::audit::Decision;
 use crate::case::{Case, CaseId};
 use crate::event::{Event, EventError, EventId};
-use crate::rules::CustomerStats;
+use crate::rules::{CustomerStats, RuleSetSource};
 
 pub use sqlite::SqliteStore;
 
@@ -46,6 +46,11 @@ pub struct Accepted {
     pub handled_at: Timestamp,
     /// The customer's other cases as the rules saw them.
     pub customer: CustomerStats,
+    /// The version ([`RuleSet::hash`](crate::rules::RuleSet::hash)) of the
+    /// rules that handled it, so replay uses the same rules; `None` in
+    /// stores written before versions were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ruleset: Option<String>,
 }
 
 /// Everything one event produced, written at once.
@@ -75,6 +80,9 @@ pub struct Batch {
     /// In the order the events were handled.
     pub commits: Vec<Commit>,
     pub rejected: Vec<Rejected>,
+    /// Rule set versions first used by this batch's events, kept so that
+    /// replay can compile them again ([`Store::ruleset`]).
+    pub rulesets: Vec<RuleSetSource>,
 }
 
 impl Batch {
@@ -87,7 +95,7 @@ impl From<Vec<Commit>> for Batch {
     fn from(commits: Vec<Commit>) -> Self {
         Batch {
             commits,
-            rejected: Vec::new(),
+            ..Batch::default()
         }
     }
 }
@@ -267,8 +275,8 @@ pub trait Store: Send {
 
     fn reject(&mut self, rejected: Rejected) -> Result<(), StoreError> {
         self.commit_batch(Batch {
-            commits: Vec::new(),
             rejected: vec![rejected],
+            ..Batch::default()
         })
     }
 
@@ -280,6 +288,8 @@ pub trait Store: Send {
     fn decisions(&self, case: &CaseId) -> Result<Vec<Decision>, StoreError>;
     /// How many events are stored.
     fn event_count(&self) -> Result<usize, StoreError>;
+    /// A rule set version kept by [`commit_batch`](Store::commit_batch).
+    fn ruleset(&self, hash: &str) -> Result<Option<RuleSetSource>, StoreError>;
 
     /// Actions requested and not yet done or given up, oldest first.
     fn pending_actions(&self) -> Result<Vec<Action>, StoreError> {
@@ -335,6 +345,7 @@ pub struct MemoryStore {
     outbox: Vec<OutboxEntry>,
     outbox_index: HashMap<String, usize>,
     rejected: Vec<Rejected>,
+    rulesets: HashMap<String, RuleSetSource>,
 }
 
 impl MemoryStore {
@@ -390,6 +401,9 @@ impl Store for MemoryStore {
             self.cases.insert(commit.case.id.clone(), commit.case);
         }
         self.rejected.extend(batch.rejected);
+        for source in batch.rulesets {
+            self.rulesets.entry(source.hash.clone()).or_insert(source);
+        }
         Ok(())
     }
 
@@ -409,6 +423,10 @@ impl Store for MemoryStore {
 
     fn event_count(&self) -> Result<usize, StoreError> {
         Ok(self.seen.len())
+    }
+
+    fn ruleset(&self, hash: &str) -> Result<Option<RuleSetSource>, StoreError> {
+        Ok(self.rulesets.get(hash).cloned())
     }
 
     fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -510,6 +528,7 @@ pub(crate) mod contract {
                 case: id.clone(),
                 handled_at: at,
                 customer: CustomerStats::default(),
+                ruleset: None,
             },
             decisions: vec![Decision {
                 at,

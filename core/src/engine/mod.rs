@@ -13,7 +13,7 @@ pub mod sla;
 mod step;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
@@ -253,6 +253,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("case {0} is not known to this engine")]
     UnknownCase(CaseId),
+    /// Replay needs a rule set version it cannot have again.
+    #[error("rule set version {version} handled events of this case, but {problem}")]
+    RuleSetVersion { version: String, problem: String },
 }
 
 /// What handling one event did.
@@ -295,6 +298,8 @@ impl EngineBuilder {
             store: self.store,
             index: Index::default(),
             due: DueIndex::default(),
+            kept_versions: HashSet::new(),
+            versions: Mutex::new(HashMap::new()),
         };
         engine.rebuild()?;
         Ok(engine)
@@ -429,6 +434,10 @@ pub struct Engine {
     store: Box<dyn Store>,
     index: Index,
     due: DueIndex,
+    /// Rule set versions known to be in the store.
+    kept_versions: HashSet<String>,
+    /// Older rule set versions compiled again for replay.
+    versions: Mutex<HashMap<String, Arc<RuleSet>>>,
 }
 
 impl Engine {
@@ -567,12 +576,19 @@ impl Engine {
         if pending.batch.is_empty() {
             return Ok(());
         }
+        let versions: Vec<String> = pending
+            .batch
+            .rulesets
+            .iter()
+            .map(|s| s.hash.clone())
+            .collect();
         if let Err(e) = self.store.commit_batch(pending.batch) {
             if let Err(again) = self.rebuild() {
                 tracing::error!("rebuilding the indexes after a failed commit: {again}");
             }
             return Err(e.into());
         }
+        self.kept_versions.extend(versions);
         Ok(())
     }
 
@@ -639,6 +655,7 @@ impl Engine {
             .or_else(|| event_customer_key(event));
         let others = self.index.others(&id, key.as_deref());
         let rules = self.rules.current();
+        self.keep_version(pending, &rules)?;
         let Step {
             case,
             decisions,
@@ -655,6 +672,7 @@ impl Engine {
                 case: id.clone(),
                 handled_at: now,
                 customer: others,
+                ruleset: Some(rules.hash().to_owned()),
             },
             case,
             decisions: decisions.clone(),
@@ -705,12 +723,70 @@ impl Engine {
         Ok(self.store.load(id)?)
     }
 
-    /// Rebuild a case from its stored events alone: the result must equal
-    /// the stored case (a property test checks it).
+    /// Make sure the store keeps the source of the rule set version about
+    /// to decide, in the same transaction as the first event it handles.
+    fn keep_version(&mut self, pending: &mut Pending, rules: &RuleSet) -> Result<(), StoreError> {
+        let version = rules.hash();
+        if self.kept_versions.contains(version)
+            || pending.batch.rulesets.iter().any(|s| s.hash == version)
+        {
+            return Ok(());
+        }
+        if self.store.ruleset(version)?.is_some() {
+            self.kept_versions.insert(version.to_owned());
+        } else {
+            pending.batch.rulesets.push(rules.source());
+        }
+        Ok(())
+    }
+
+    /// The rule set version that handled an event: the one in force, or
+    /// an older one compiled again from the source the store kept.
+    fn version(
+        &self,
+        version: Option<&str>,
+        current: &Arc<RuleSet>,
+    ) -> Result<Arc<RuleSet>, EngineError> {
+        // Events stored before versions were kept replay with the rules in force.
+        let Some(version) = version.filter(|v| *v != current.hash()) else {
+            return Ok(current.clone());
+        };
+        let mut cache = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(set) = cache.get(version) {
+            return Ok(set.clone());
+        }
+        let problem = |problem: String| EngineError::RuleSetVersion {
+            version: version.to_owned(),
+            problem,
+        };
+        let source = self
+            .store
+            .ruleset(version)?
+            .ok_or_else(|| problem("the store does not have its source".into()))?;
+        let set = current.recompile(&source).map_err(|d| {
+            problem(format!(
+                "it no longer compiles against the current directory, calendars and workflow:\n{d}"
+            ))
+        })?;
+        if set.hash() != version {
+            return Err(problem(format!(
+                "its stored source compiles to version {}",
+                set.hash()
+            )));
+        }
+        let set = Arc::new(set);
+        cache.insert(version.to_owned(), set.clone());
+        Ok(set)
+    }
+
+    /// Rebuild a case from its stored events alone, each with the rule set
+    /// version that handled it: the result must equal the stored case (a
+    /// property test checks it), across hot reloads too.
     pub fn replay(&self, id: &CaseId) -> Result<Case, EngineError> {
-        let rules = self.rules.current();
+        let current = self.rules.current();
         let mut case = None;
         for a in self.store.events(id)? {
+            let rules = self.version(a.ruleset.as_deref(), &current)?;
             let s = step(
                 &self.pack,
                 &rules,

@@ -87,7 +87,7 @@ pub use calendars::{BusinessDays, Calendars, WeekdaysOnly};
 pub use engine::Limits;
 pub use keywords::{KeywordSet, find_deadline, normalize};
 pub use reload::Rules;
-pub use ruleset::RuleSet;
+pub use ruleset::{RuleFileText, RuleSet, RuleSetSource};
 
 use crate::Timestamp;
 use crate::audit::RuleRef;

@@ -7,6 +7,7 @@ use rhai::{
     AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Map, ParseError, ParseErrorType,
     Scope,
 };
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::calendars::Calendars;
@@ -59,6 +60,26 @@ pub(crate) struct CompileInputs {
     pub guards: Vec<(usize, String, Option<SourceLocation>)>,
     pub directory: DirectoryDef,
     pub calendars: Calendars,
+}
+
+/// What one rule set version was compiled from, as the store keeps it: a
+/// case handled by an older version (before a hot reload, or by an older
+/// deployment) replays with that version, not with the rules in force.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleSetSource {
+    /// The version, as decisions record it ([`RuleSet::hash`]).
+    pub hash: String,
+    /// The `rules:` section: file names, settings, limits.
+    pub rules: RulesDef,
+    /// Each rule file's path and text, in compile order.
+    pub files: Vec<RuleFileText>,
+}
+
+/// One rule file of a [`RuleSetSource`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleFileText {
+    pub path: String,
+    pub text: String,
 }
 
 /// Compiled rules: immutable, shared between threads, identified by a
@@ -350,6 +371,36 @@ impl RuleSet {
     /// The rule files this set was compiled from.
     pub fn files(&self) -> &[SourceFile] {
         &self.inputs.files
+    }
+
+    /// What this version was compiled from, for the store.
+    pub fn source(&self) -> RuleSetSource {
+        RuleSetSource {
+            hash: self.hash.clone(),
+            rules: self.inputs.def.clone(),
+            files: self
+                .inputs
+                .files
+                .iter()
+                .map(|f| RuleFileText {
+                    path: f.path.clone(),
+                    text: f.text.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Compile a stored version's files and settings against this set's
+    /// workflow guards, directory and calendars (which are not versioned
+    /// with the rules).
+    pub fn recompile(&self, source: &RuleSetSource) -> Result<RuleSet, Diagnostics> {
+        let files: Vec<SourceFile> = source
+            .files
+            .iter()
+            .map(|f| SourceFile::new(f.path.clone(), f.text.as_str()))
+            .collect();
+        let i = &self.inputs;
+        RuleSet::compile(&files, &source.rules, &i.guards, &i.directory, &i.calendars)
     }
 
     /// The rule set's version: the first 16 hex digits of SHA-256 over the

@@ -40,6 +40,7 @@ use crate::action::Action;
 use crate::audit::Decision;
 use crate::case::{Case, CaseId};
 use crate::event::EventId;
+use crate::rules::RuleSetSource;
 
 /// The schema, as ordered migrations: migration `i` (1-based) brings the
 /// file from version `i - 1` to `i`. Never edit a published migration;
@@ -96,6 +97,16 @@ pub const MIGRATIONS: &[&str] = &[
         at       TEXT NOT NULL,
         event    TEXT NOT NULL,
         error    TEXT NOT NULL
+    );
+    "#,
+    // 2: the rule set version that handled each event, and the versions'
+    // sources, so replay uses the rules that decided.
+    r#"
+    ALTER TABLE events ADD COLUMN ruleset TEXT;  -- NULL: stored before version 2
+
+    CREATE TABLE rulesets (
+        hash   TEXT PRIMARY KEY,
+        source TEXT NOT NULL     -- RuleSetSource as JSON: the rules section and files
     );
     "#,
 ];
@@ -376,8 +387,8 @@ impl Store for SqliteStore {
         {
             let mut insert_event = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, case_id, handled_at, event, customer)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO events (id, case_id, handled_at, event, customer, ruleset)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
                 )
                 .map_err(err)?;
             let mut upsert_case = tx
@@ -408,6 +419,17 @@ impl Store for SqliteStore {
                     "INSERT INTO rejected (event_id, at, event, error) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .map_err(err)?;
+            let mut insert_ruleset = tx
+                .prepare_cached(
+                    "INSERT INTO rulesets (hash, source) VALUES (?1, ?2)
+                     ON CONFLICT (hash) DO NOTHING",
+                )
+                .map_err(err)?;
+            for source in &batch.rulesets {
+                insert_ruleset
+                    .execute(params![source.hash, encode(source)?])
+                    .map_err(err)?;
+            }
             for c in &batch.commits {
                 let a = &c.accepted;
                 let inserted = insert_event
@@ -417,6 +439,7 @@ impl Store for SqliteStore {
                         a.handled_at.to_rfc3339(),
                         encode(&a.event)?,
                         encode(&a.customer)?,
+                        a.ruleset,
                     ])
                     .map_err(err)?;
                 if inserted == 0 {
@@ -485,17 +508,32 @@ impl Store for SqliteStore {
 
     fn events(&self, case: &CaseId) -> Result<Vec<Accepted>, StoreError> {
         let shown = self.shown();
-        let rows = self.text_rows(
-            "SELECT event, handled_at, customer FROM events WHERE case_id = ?1 ORDER BY seq",
-            [&case.0],
-        )?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT event, handled_at, customer, ruleset FROM events
+                 WHERE case_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([&case.0], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for [event, handled_at, customer] in rows {
+        for row in rows {
+            let (event, handled_at, customer, ruleset) = row.map_err(|e| self.err(e))?;
             out.push(Accepted {
                 event: decode(&shown, "events", &event)?,
                 case: case.clone(),
                 handled_at: decode_time(&shown, "events.handled_at", &handled_at)?,
                 customer: decode(&shown, "events", &customer)?,
+                ruleset,
             });
         }
         Ok(out)
@@ -515,6 +553,17 @@ impl Store for SqliteStore {
             out.push(decode(&shown, "decisions", &row.map_err(|e| self.err(e))?)?);
         }
         Ok(out)
+    }
+
+    fn ruleset(&self, hash: &str) -> Result<Option<RuleSetSource>, StoreError> {
+        let source: Option<String> = self
+            .conn
+            .prepare_cached("SELECT source FROM rulesets WHERE hash = ?1")
+            .and_then(|mut stmt| stmt.query_row([hash], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        source
+            .map(|text| decode(&self.shown(), "rulesets", &text))
+            .transpose()
     }
 
     fn event_count(&self) -> Result<usize, StoreError> {
