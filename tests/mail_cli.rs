@@ -157,7 +157,11 @@ fn mail_from_a_file_maildir_and_stdin_lands_on_the_customers_case() {
 
     let case = s.case(&opened);
     let store = SqliteStore::open(Path::new(&s.db)).unwrap();
-    assert_eq!(store.case_ids().unwrap(), vec![opened.clone()], "no new case");
+    assert_eq!(
+        store.case_ids().unwrap(),
+        vec![opened.clone()],
+        "no new case"
+    );
     for id in ["<wh-1@wms.example.com>", "<wh-2@wms.example.com>"] {
         let found = messages_with(&case, id);
         assert_eq!(found.len(), 1, "{id} once on the case");
@@ -175,7 +179,10 @@ fn mail_from_a_file_maildir_and_stdin_lands_on_the_customers_case() {
         events[1].event.id.0, "email:wh-1@wms.example.com",
         "the event id comes from the Message-ID"
     );
-    assert_eq!(case.contacts, 1, "colleagues' replies are not customer contacts");
+    assert_eq!(
+        case.contacts, 1,
+        "colleagues' replies are not customer contacts"
+    );
 }
 
 #[test]
@@ -208,7 +215,11 @@ fn a_maildir_message_fed_again_after_a_crash_is_not_duplicated() {
         "{}",
         again.output()
     );
-    assert!(again.stdout.contains("0 accepted, 1 duplicate"), "{}", again.output());
+    assert!(
+        again.stdout.contains("0 accepted, 1 duplicate"),
+        "{}",
+        again.output()
+    );
     // And now it is marked seen.
     assert!(s.maildir.join("cur/1765324800.M1P1.mx:2,S").exists());
     assert!(!s.maildir.join("new/1765324800.M1P1.mx").exists());
@@ -220,7 +231,12 @@ fn a_maildir_message_fed_again_after_a_crash_is_not_duplicated() {
 
     // The same message through the pipe as well: still once.
     let run = casework_stdin(["mail", "--db", &s.db, "-"], reply.as_bytes());
-    assert_eq!(run.code, 0, "a duplicate is delivered, not bounced: {}", run.output());
+    assert_eq!(
+        run.code,
+        0,
+        "a duplicate is delivered, not bounced: {}",
+        run.output()
+    );
     assert_eq!(store.events(&opened).unwrap().len(), 2);
 }
 
@@ -237,7 +253,11 @@ fn garbage_on_stdin_exits_65_and_stores_nothing() {
         "{}",
         run.output()
     );
-    assert!(run.stderr.contains("the MTA bounces it"), "{}", run.output());
+    assert!(
+        run.stderr.contains("the MTA bounces it"),
+        "{}",
+        run.output()
+    );
     assert!(!Path::new(&s.db).exists(), "nothing stored, no store made");
 
     // An empty pipe is no message either.
@@ -255,7 +275,11 @@ fn a_store_that_cannot_be_opened_exits_75_so_the_mta_retries() {
         CUSTOMER.as_bytes(),
     );
     assert_eq!(run.code, 75, "EX_TEMPFAIL: {}", run.output());
-    assert!(run.stderr.contains("no/such/dir/mail.db"), "{}", run.output());
+    assert!(
+        run.stderr.contains("no/such/dir/mail.db"),
+        "{}",
+        run.output()
+    );
     assert!(run.stderr.contains("retry"), "{}", run.output());
 }
 
@@ -271,19 +295,16 @@ fn print_writes_run_events_lines_and_leaves_the_maildir_alone() {
     assert_eq!(event.kind.as_str(), "email.received");
     assert_eq!(event.id.0, "email:first@mail.example.com");
     assert_eq!(event.text("from"), Some("jo@example.com"));
-    assert!(s.maildir.join("new/1765324800.M1P1.mx").exists(), "not marked seen");
+    assert!(
+        s.maildir.join("new/1765324800.M1P1.mx").exists(),
+        "not marked seen"
+    );
     assert!(!Path::new(&s.db).exists(), "the store is not touched");
 
     // The line feeds `casework run --events -` as it is.
     let events = s.dir.join("mail.jsonl");
     std::fs::write(&events, &run.stdout).unwrap();
-    let fed = casework([
-        "run",
-        "--events",
-        events.to_str().unwrap(),
-        "--db",
-        &s.db,
-    ]);
+    let fed = casework(["run", "--events", events.to_str().unwrap(), "--db", &s.db]);
     assert_eq!(fed.code, 0, "{}", fed.output());
     assert!(fed.stdout.contains("1 accepted"), "{}", fed.output());
 }
@@ -300,4 +321,33 @@ fn usage_mistakes_say_what_to_give() {
     let run = s.mail(&["--maildir", s.dir.to_str().unwrap()]);
     assert_eq!(run.code, 65, "{}", run.output());
     assert!(run.stderr.contains("is not a Maildir"), "{}", run.output());
+}
+
+#[test]
+fn with_actions_the_new_case_notice_is_written_beside_the_store() {
+    let s = setup("mail-actions");
+    // A sizing question: the product team, whose channel is e-mail.
+    let file = s.dir.join("size.eml");
+    std::fs::write(
+        &file,
+        "From: Jo <jo@example.com>\r\nSubject: Bench size\r\nMessage-ID: <size-1@mail.example.com>\r\n\r\nWhat size is the bench? Which dimensions?\r\n",
+    )
+    .unwrap();
+    let run = s.mail(&[file.to_str().unwrap(), "--actions"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stdout.contains("team product"), "{}", run.output());
+    assert!(run.stdout.contains("1 done"), "{}", run.output());
+    assert!(
+        !run.stdout.contains("wait in the outbox"),
+        "{}",
+        run.output()
+    );
+    let notices: Vec<PathBuf> = std::fs::read_dir(s.dir.join("outbox-mail"))
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let text = std::fs::read_to_string(&notices[0]).unwrap();
+    assert!(text.contains("To: product@example.com"), "{text}");
 }

@@ -386,7 +386,11 @@ fn run_handles_the_shop_day_and_reports_what_it_could_not_do() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".eml"))
         .collect();
-    let done = SqliteStore::open(&db).unwrap().outbox_counts().unwrap().done;
+    let done = SqliteStore::open(&db)
+        .unwrap()
+        .outbox_counts()
+        .unwrap()
+        .done;
     assert_eq!(notices.len(), done, "one file per notice: {notices:?}");
     assert!(done >= 4, "{out}");
     let notice = std::fs::read_to_string(mail_dir.join(&notices[0])).unwrap();
@@ -413,7 +417,9 @@ fn run_handles_the_shop_day_and_reports_what_it_could_not_do() {
     assert_eq!(
         std::fs::read_dir(&mail_dir)
             .unwrap()
-            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml")))
+            .filter(|e| e
+                .as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml")))
             .count(),
         notices.len()
     );

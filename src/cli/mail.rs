@@ -263,10 +263,7 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
     }
     if unreadable.len() == items.len() {
         // Nothing to store: the store is not even opened.
-        eprintln!(
-            "{} message(s), none readable; nothing stored",
-            items.len()
-        );
+        eprintln!("{} message(s), none readable; nothing stored", items.len());
         return ExitCode::from(EX_DATAERR);
     }
     let bad = unreadable.len();
@@ -342,7 +339,9 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
         }
     }
 
+    let mut ran = None;
     if args.actions {
+        let mut report = casework::outbox::RunnerReport::default();
         let runner = args
             .outbox
             .runner(opened.plugins, opened.clock.clone(), "mail");
@@ -353,7 +352,9 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
                     for f in &pass.failures {
                         eprintln!("outbox: {f}");
                     }
-                    if pass.attempts == 0 {
+                    let idle = pass.attempts == 0;
+                    report.add(pass);
+                    if idle {
                         break;
                     }
                 }
@@ -363,6 +364,7 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
                 }
             }
         }
+        ran = Some(report);
     }
 
     println!();
@@ -382,10 +384,18 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
             .outbox()
             .map(|o| {
                 o.iter()
-                    .filter(|e| &e.action.case == id && e.status == casework::store::ActionStatus::Pending)
+                    .filter(|e| {
+                        &e.action.case == id && e.status == casework::store::ActionStatus::Pending
+                    })
                     .count()
             })
             .unwrap_or(0);
+    }
+    if let Some(o) = &ran {
+        println!(
+            "actions run: {} attempts, {} done, {} retried, {} given up",
+            o.attempts, o.done, o.retried, o.gave_up
+        );
     }
     if waiting > 0 {
         println!(
@@ -433,7 +443,11 @@ fn landed(mail: &InboundEmail, event: &Event, case: &Case) -> String {
     let from = mail.from.as_deref().unwrap_or("an unknown sender");
     format!(
         "{} {} ({how}); from {from}{}",
-        if new { "opened new case" } else { "added to case" },
+        if new {
+            "opened new case"
+        } else {
+            "added to case"
+        },
         case.id,
         author.map(|a| format!(" ({a})")).unwrap_or_default(),
     )

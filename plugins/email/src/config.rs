@@ -30,7 +30,7 @@
 //!
 //! ```yaml
 //!     transport: file
-//!     dir: outbox-mail                # relative to the current directory
+//!     dir: outbox-mail                # relative: see `EmailConfig::dir`
 //!     from: "Shop Support <support@shop.example>"
 //!     reply_domain: cases.shop.example
 //! ```
@@ -111,8 +111,10 @@ pub struct EmailConfig {
     #[serde(default)]
     pub transport: TransportKind,
     /// With `transport: file`: the directory the `.eml` files go to
-    /// (created if missing); a relative path is taken from the current
-    /// directory of the process.
+    /// (created if missing). A relative path is taken from the current
+    /// directory of the process; the `casework` commands first make it
+    /// relative to the database's directory, so the files land beside
+    /// the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// The SMTP server (relay or submission server); needed with
@@ -273,7 +275,9 @@ impl EmailConfig {
             TransportKind::File => {
                 if self.dir.as_deref().is_none_or(|d| d.as_os_str().is_empty()) {
                     return Err(ConfigError::Settings {
-                        message: "`transport: file` needs `dir:`, the directory the .eml files go to".to_owned(),
+                        message:
+                            "`transport: file` needs `dir:`, the directory the .eml files go to"
+                                .to_owned(),
                     });
                 }
                 // The SMTP settings do not apply; a host left over from an

@@ -76,9 +76,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use lettre::message::Mailbox;
-use lettre::{FileTransport, SmtpTransport};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{FileTransport, SmtpTransport};
 
 pub mod config;
 pub mod error;
@@ -127,8 +127,8 @@ impl std::fmt::Debug for EmailPlugin {
             Outgoing::File { dir, .. } => d.field("dir", dir),
         }
         .field("from", &self.from.to_string())
-            .field("templates", &self.templates.names())
-            .finish_non_exhaustive()
+        .field("templates", &self.templates.names())
+        .finish_non_exhaustive()
     }
 }
 

@@ -24,9 +24,9 @@ use serde::Serialize;
 use casework_core::action::Action;
 use casework_core::case::CaseId;
 
-use crate::{EmailPlugin, Outgoing};
 use crate::error::EmailError;
 use crate::template::RenderError;
+use crate::{EmailPlugin, Outgoing};
 
 /// The actions this plugin performs.
 pub const ACTIONS: &[&str] = &["email.send"];
@@ -390,9 +390,9 @@ impl EmailPlugin {
         let composed = self.compose(action)?;
         let (reply, file) = match &self.transport {
             Outgoing::Smtp(smtp) => {
-                let response = smtp.send(&composed.message).map_err(|e| {
-                    EmailError::from_smtp(&action.id, &e, self.config.timeout)
-                })?;
+                let response = smtp
+                    .send(&composed.message)
+                    .map_err(|e| EmailError::from_smtp(&action.id, &e, self.config.timeout))?;
                 let reply = std::iter::once(response.code().to_string())
                     .chain(response.message().map(str::to_owned))
                     .collect::<Vec<_>>()

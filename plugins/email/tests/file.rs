@@ -51,16 +51,19 @@ fn a_rendered_message_lands_as_a_file_with_its_headers() {
     let raw = std::fs::read(&files[0]).unwrap();
     let text = String::from_utf8_lossy(&raw);
     assert!(text.contains("X-Casework-Case: C-1\r\n"), "{text}");
-    assert!(text.contains("Auto-Submitted: auto-generated\r\n"), "{text}");
+    assert!(
+        text.contains("Auto-Submitted: auto-generated\r\n"),
+        "{text}"
+    );
     // What a mail client (or casework's own inbound parser) reads back.
     let mail = inbound::parse(&raw).unwrap();
-    assert_eq!(mail.message_id.as_deref(), Some("<E-3=2F0@cases.shop.example>"));
+    assert_eq!(
+        mail.message_id.as_deref(),
+        Some("<E-3=2F0@cases.shop.example>")
+    );
     assert_eq!(mail.from.as_deref(), Some("support@shop.example"));
     assert_eq!(mail.to, vec!["jo@example.com".to_owned()]);
-    assert_eq!(
-        mail.subject.as_deref(),
-        Some("[C-1] About your order O-77")
-    );
+    assert_eq!(mail.subject.as_deref(), Some("[C-1] About your order O-77"));
     assert!(mail.text.contains("Dear Jo"), "{}", mail.text);
     // Nothing half-written is left behind.
     assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);

@@ -275,7 +275,9 @@ fn a_maildir_is_read_from_new_and_cur() {
     assert!(names[1].contains("1764032600.M3P1.host"), "{names:?}");
     assert_eq!(names[2], "1764032800.M5P1.host:2,");
     assert!(inbound::is_seen(&moved));
-    assert!(!inbound::is_seen(&md.join("new").join("1764032500.M2P1.host")));
+    assert!(!inbound::is_seen(
+        &md.join("new").join("1764032500.M2P1.host")
+    ));
 }
 
 #[test]
