@@ -373,14 +373,28 @@ fn run_handles_the_shop_day_and_reports_what_it_could_not_do() {
     assert!(out.contains("left pending, not failed"), "{out}");
     // The default pack's warehouse names no API `url`: its hold waits.
     assert!(out.contains("missing field `url`"), "{out}");
-    // Notifying e-mail teams needs SMTP settings the default pack does not
-    // have: those notices give up and raise their cases, never vanish.
-    assert!(
-        run.stderr.contains("needs an e-mail plugin"),
-        "{}",
-        run.stderr
-    );
-    assert!(out.contains("given up"), "{out}");
+    // A quiet first run: the default pack writes the notices to e-mail
+    // teams as .eml files into `outbox-mail/` beside the database; nothing
+    // gives up, no case is raised.
+    assert!(out.contains("0 given up"), "{out}");
+    assert!(!out.contains("gave_up"), "{out}");
+    assert!(!run.stderr.contains("outbox:"), "{}", run.stderr);
+    let mail_dir = dir.join("outbox-mail");
+    let notices: Vec<String> = std::fs::read_dir(&mail_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    let done = SqliteStore::open(&db)
+        .unwrap()
+        .outbox_counts()
+        .unwrap()
+        .done;
+    assert_eq!(notices.len(), done, "one file per notice: {notices:?}");
+    assert!(done >= 4, "{out}");
+    let notice = std::fs::read_to_string(mail_dir.join(&notices[0])).unwrap();
+    assert!(notice.contains("X-Casework-Case: C-10"), "{notice}");
 
     // Again: everything is a duplicate, the malformed line rejected again.
     let again = casework([
@@ -396,10 +410,19 @@ fn run_handles_the_shop_day_and_reports_what_it_could_not_do() {
         again.output()
     );
     let store = SqliteStore::open(&db).unwrap();
-    // The 9 accepted events, plus one `action.failed` per notice given up.
-    let gave_up = store.outbox_counts().unwrap().gave_up;
-    assert!(gave_up > 0);
-    assert_eq!(store.event_count().unwrap(), 9 + gave_up);
+    // The 9 accepted events; no `action.failed`, as nothing gave up.
+    assert_eq!(store.outbox_counts().unwrap().gave_up, 0);
+    assert_eq!(store.event_count().unwrap(), 9);
+    // Run again, nothing new is sent: the notice files are the same.
+    assert_eq!(
+        std::fs::read_dir(&mail_dir)
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml")))
+            .count(),
+        notices.len()
+    );
     assert_eq!(store.rejected().unwrap().len(), 2);
     assert!(
         store.rejected().unwrap()[0]

@@ -63,3 +63,31 @@ pub fn find(text: &str, needle: &str) -> (usize, usize) {
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     (line, column)
 }
+
+/// Run `casework` with `args` from the repository root, `input` on its
+/// standard input (as an MTA pipe delivers a message).
+pub fn casework_stdin<I, S>(args: I, input: &[u8]) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_casework"))
+        .args(args)
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the casework binary runs");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // The child may refuse early and close its end; that is its answer.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let out = child.wait_with_output().expect("casework finishes");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -17,6 +17,7 @@ pub mod cases;
 pub mod check;
 pub mod explain;
 pub mod graph;
+pub mod mail;
 pub mod run;
 pub mod serve;
 pub mod show;
@@ -51,6 +52,11 @@ pub enum Command {
     /// actions through the plugins, fire timers on the wall clock, and
     /// print what happened to each case.
     Run(run::Args),
+    /// Feed inbound e-mail (message files, a Maildir, or one message on
+    /// stdin from an MTA) through the engine as `email.received` events,
+    /// durably, and say which case each landed on. Exit codes follow
+    /// sysexits: 65 bounce, 75 retry later.
+    Mail(mail::Args),
     /// Take events over HTTP (POST /events, webhooks), answer once they
     /// are durable, fire timers and run the actions in the background.
     Serve(serve::Args),
@@ -71,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Run(args) => run::run(args),
+        Command::Mail(args) => mail::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Cases(args) => cases::run(args),
         Command::Show(args) => show::run(args),

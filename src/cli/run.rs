@@ -18,6 +18,7 @@ use std::time::Duration as StdDuration;
 
 use casework::case::{Case, CaseId};
 use casework::clock::Clock;
+use casework::config::PluginDef;
 use casework::engine::{Engine, Outcome, Pack};
 use casework::event::{Event, EventError, EventId};
 use casework::outbox::{OutboxRunner, RetryPolicy, RunnerReport, pending_by_plugin};
@@ -117,7 +118,7 @@ pub fn open(config: &ConfigArg, db: &DbArg) -> Result<Result<Opened, ExitCode>, 
         Ok(l) => l,
         Err(code) => return Ok(Err(code)),
     };
-    let plugin_defs = loaded.def.plugins.clone();
+    let mut plugin_defs = loaded.def.plugins.clone();
     let config_dir = config
         .config
         .as_deref()
@@ -136,6 +137,7 @@ pub fn open(config: &ConfigArg, db: &DbArg) -> Result<Result<Opened, ExitCode>, 
     let db = db.path(config);
     let fresh = !db.exists();
     let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
+    anchor_mail_dirs(&mut plugin_defs, db.parent().unwrap_or(Path::new("")));
     let clock: Arc<dyn Clock> = Arc::new(ShopClock(pack.timezone));
     let engine = Engine::builder(pack, rules)
         .clock(clock.clone())
@@ -152,6 +154,39 @@ pub fn open(config: &ConfigArg, db: &DbArg) -> Result<Result<Opened, ExitCode>, 
         db,
         fresh,
     }))
+}
+
+/// Make the relative `dir:` of every e-mail file transport (a `kind:
+/// email` plugin, or the `email:` settings of a `notify` plugin) relative
+/// to the database's directory: the mail a run writes lands beside the
+/// store it ran on (`outbox-mail/` next to `casework.db`), whichever
+/// directory the command was started from.
+pub fn anchor_mail_dirs(defs: &mut indexmap::IndexMap<String, PluginDef>, base: &Path) {
+    use serde_json::Value;
+    // The new `dir`, when `transport: file` names a relative one.
+    let anchored = |transport: Option<&Value>, dir: Option<&Value>| -> Option<Value> {
+        let dir = dir?.as_str()?;
+        (transport?.as_str()? == "file" && Path::new(dir).is_relative())
+            .then(|| Value::String(base.join(dir).display().to_string()))
+    };
+    for def in defs.values_mut() {
+        match def.kind.as_str() {
+            "email" => {
+                if let Some(dir) = anchored(def.settings.get("transport"), def.settings.get("dir"))
+                {
+                    def.settings.insert("dir".into(), dir);
+                }
+            }
+            "notify" => {
+                if let Some(Value::Object(map)) = def.settings.get_mut("email")
+                    && let Some(dir) = anchored(map.get("transport"), map.get("dir"))
+                {
+                    map.insert("dir".into(), dir);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// One line of input.
@@ -184,7 +219,7 @@ pub fn run(args: Args) -> ExitCode {
 
 /// The wall clock in the shop's time zone, to the millisecond: decision
 /// records read in local time, without nanoseconds.
-struct ShopClock(chrono_tz::Tz);
+pub struct ShopClock(pub chrono_tz::Tz);
 
 impl Clock for ShopClock {
     fn now(&self) -> casework::Timestamp {

@@ -22,8 +22,21 @@
 //!
 //! Secrets never live in the YAML: `username_env` and `password_env` name
 //! environment variables, read when the plugin is built.
+//!
+//! Without an SMTP server (a first run, a test, a shop whose MTA picks
+//! mail up from a directory), `transport: file` writes each message as an
+//! `.eml` file instead; `host`, `port`, `security` and the credentials are
+//! then not needed:
+//!
+//! ```yaml
+//!     transport: file
+//!     dir: outbox-mail                # relative: see `EmailConfig::dir`
+//!     from: "Shop Support <support@shop.example>"
+//!     reply_domain: cases.shop.example
+//! ```
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -58,6 +71,29 @@ impl Security {
     }
 }
 
+/// Where composed messages go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// To the SMTP server named by `host`.
+    #[default]
+    Smtp,
+    /// Into the directory named by `dir`, one `.eml` file per action
+    /// (a pickup directory): lettre's `FileTransport`, then a rename to a
+    /// name made from the action id, so a retried action replaces its
+    /// own file instead of adding a second one.
+    File,
+}
+
+impl TransportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Smtp => "smtp",
+            TransportKind::File => "file",
+        }
+    }
+}
+
 /// One message template: a subject line and a plain-text body, both
 /// minijinja (Jinja2) templates over the action's parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +107,19 @@ pub struct TemplateSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
-    /// The SMTP server (relay or submission server).
+    /// `smtp` (the default) or `file`.
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// With `transport: file`: the directory the `.eml` files go to
+    /// (created if missing). A relative path is taken from the current
+    /// directory of the process; the `casework` commands first make it
+    /// relative to the database's directory, so the files land beside
+    /// the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// The SMTP server (relay or submission server); needed with
+    /// `transport: smtp` only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
     /// Defaults to [`Security::default_port`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,12 +260,42 @@ impl EmailConfig {
     }
 
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match self.transport {
+            TransportKind::Smtp if self.host.trim().is_empty() => {
+                return Err(ConfigError::Settings {
+                    message: "`host` is missing: name the SMTP server (or set `transport: file` and `dir:` to write the messages as files)".to_owned(),
+                });
+            }
+            TransportKind::Smtp if self.dir.is_some() => {
+                return Err(ConfigError::Settings {
+                    message: "`dir:` is set but the transport is smtp; add `transport: file` to write the messages as files, or remove `dir:`".to_owned(),
+                });
+            }
+            TransportKind::Smtp => {}
+            TransportKind::File => {
+                if self.dir.as_deref().is_none_or(|d| d.as_os_str().is_empty()) {
+                    return Err(ConfigError::Settings {
+                        message:
+                            "`transport: file` needs `dir:`, the directory the .eml files go to"
+                                .to_owned(),
+                    });
+                }
+                // The SMTP settings do not apply; a host left over from an
+                // SMTP setup is ignored, not refused.
+                return self.validate_common();
+            }
+        }
         if !is_host(&self.host) {
             return Err(ConfigError::Domain {
                 setting: "host".to_owned(),
                 value: self.host.clone(),
             });
         }
+        self.validate_common()
+    }
+
+    /// What every transport needs: a reply domain and a sane timeout.
+    fn validate_common(&self) -> Result<(), ConfigError> {
         if !is_domain(&self.reply_domain) {
             return Err(ConfigError::Domain {
                 setting: "reply_domain".to_owned(),

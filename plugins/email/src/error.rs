@@ -16,7 +16,7 @@ use serde::Serialize;
 pub enum ConfigError {
     /// The settings map does not have the shape of the plugin's settings.
     #[error(
-        "plugins.email: {message}; the settings are host, port, security (none | starttls | tls), username_env, password_env, from, timeout, reply_domain and templates"
+        "plugins.email: {message}; the settings are transport (smtp | file), dir (with file), host, port, security (none | starttls | tls), username_env, password_env, from, timeout, reply_domain and templates"
     )]
     Settings { message: String },
     /// A setting names an environment variable that is not set.
@@ -111,6 +111,17 @@ pub enum EmailError {
         transient: bool,
         message: String,
     },
+    /// With `transport: file`: the message could not be written to the
+    /// directory (missing permission, disk full). Worth retrying: the
+    /// directory can be fixed while the action waits.
+    #[error(
+        "action {action_id}: cannot write the message into {dir}: {message}; check that the directory (`dir:`) is writable"
+    )]
+    File {
+        action_id: String,
+        dir: String,
+        message: String,
+    },
 }
 
 impl EmailError {
@@ -124,7 +135,7 @@ impl EmailError {
             EmailError::Smtp {
                 transient: true,
                 ..
-            }
+            } | EmailError::File { .. }
         )
     }
 
@@ -144,7 +155,8 @@ impl EmailError {
             | EmailError::UnknownTemplate { action_id, .. }
             | EmailError::Template { action_id, .. }
             | EmailError::Build { action_id, .. }
-            | EmailError::Smtp { action_id, .. } => action_id,
+            | EmailError::Smtp { action_id, .. }
+            | EmailError::File { action_id, .. } => action_id,
         }
     }
 

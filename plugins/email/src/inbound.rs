@@ -6,7 +6,8 @@
 //! - piped by the MTA, one message on standard input ([`read_from`],
 //!   e.g. a Postfix `pipe` transport or a `.forward` with `|casework ...`);
 //! - dropped in a Maildir, read with [`read_maildir`] (then
-//!   [`mark_seen`] moves a message from `new/` to `cur/`);
+//!   [`mark_seen`] moves a message from `new/` to `cur/`;
+//!   [`read_maildir_unseen`] skips what was marked);
 //! - any other way that yields bytes.
 //!
 //! The event's id comes from the Message-ID (or, without one, from a hash
@@ -104,6 +105,12 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, InboundError> {
             reason: "it is empty".to_owned(),
         });
     }
+    if !starts_with_header_line(raw) {
+        return Err(InboundError::NotAMessage {
+            reason: "it does not begin with a header line (`Name: value`, e.g. `From: ...`)"
+                .to_owned(),
+        });
+    }
     let msg = MessageParser::default()
         .parse(raw)
         .ok_or_else(|| InboundError::NotAMessage {
@@ -194,7 +201,33 @@ pub fn read_from(input: impl Read) -> Result<InboundEmail, InboundError> {
 /// names start with the delivery time). Each result names its file, so one
 /// bad message does not hide the others.
 pub fn read_maildir(dir: impl AsRef<Path>) -> Vec<Result<(PathBuf, InboundEmail), InboundError>> {
-    let dir = dir.as_ref();
+    read_maildir_where(dir.as_ref(), |_| true)
+}
+
+/// Like [`read_maildir`], but only the messages not yet handled: all of
+/// `new/`, and the entries of `cur/` without the seen (`S`) flag (a mail
+/// client may have moved a message to `cur/` without reading it). With
+/// [`mark_seen`] after each commit this is the intake loop: a crash
+/// between the two reads a message again, and its event id (from the
+/// Message-ID) makes the second delivery a duplicate.
+pub fn read_maildir_unseen(
+    dir: impl AsRef<Path>,
+) -> Vec<Result<(PathBuf, InboundEmail), InboundError>> {
+    read_maildir_where(dir.as_ref(), |path| !is_seen(path))
+}
+
+/// True for a Maildir file name whose flags (after `:2,`) include `S`.
+pub fn is_seen(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.split_once(":2,"))
+        .is_some_and(|(_, flags)| flags.contains('S'))
+}
+
+fn read_maildir_where(
+    dir: &Path,
+    keep: impl Fn(&Path) -> bool,
+) -> Vec<Result<(PathBuf, InboundEmail), InboundError>> {
     let subdirs: Vec<PathBuf> = ["new", "cur"]
         .iter()
         .map(|s| dir.join(s))
@@ -225,7 +258,7 @@ pub fn read_maildir(dir: impl AsRef<Path>) -> Vec<Result<(PathBuf, InboundEmail)
     // Maildir names start with the delivery time, so name order across
     // new/ and cur/ is arrival order.
     files.sort();
-    for (_, path) in files {
+    for (_, path) in files.into_iter().filter(|(_, p)| keep(p)) {
         let result = std::fs::File::open(&path)
             .map_err(|e| InboundError::Io {
                 what: "the file".to_owned(),
@@ -365,6 +398,17 @@ pub fn case_tag(subject: &str) -> Option<CaseId> {
     None
 }
 
+/// RFC 5322 2.2: a message begins with a header field, a name of
+/// printable US-ASCII other than `:`, then `:`. (mail-parser accepts
+/// nearly anything; binary junk piped by mistake must be refused.)
+fn starts_with_header_line(raw: &[u8]) -> bool {
+    let name_len = raw
+        .iter()
+        .take_while(|&&b| (33..=126).contains(&b) && b != b':')
+        .count();
+    name_len > 0 && raw.get(name_len) == Some(&b':')
+}
+
 fn skip_mbox_from_line(raw: &[u8]) -> &[u8] {
     if raw.starts_with(b"From ") {
         match raw.iter().position(|&b| b == b'\n') {
@@ -463,6 +507,21 @@ mod tests {
         ] {
             let _ = parse(raw);
         }
+    }
+
+    #[test]
+    fn bytes_that_do_not_begin_with_a_header_are_refused() {
+        for raw in [
+            &b"\x00\x01garbage"[..],
+            b"hello world\n\nbody",
+            b": no name\n",
+            b"\r\n\r\nbody",
+            b"Subject",
+        ] {
+            let e = parse(raw).unwrap_err();
+            assert!(e.to_string().contains("header line"), "{raw:?}: {e}");
+        }
+        assert!(parse(b"X-Anything: 1\n\nbody").is_ok());
     }
 
     #[test]

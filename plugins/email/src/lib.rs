@@ -4,7 +4,8 @@
 //! ops teams keep in `casework.yaml`, tags the subject with the case
 //! (`[C-1]`), gives the message a Message-ID derived from the action id
 //! (so a retry is recognisable as the same message) and hands it to an
-//! SMTP server. Inbound, it turns raw messages (from an MTA pipe or a
+//! SMTP server, or (`transport: file`) writes it as an `.eml` file into a
+//! directory. Inbound, it turns raw messages (from an MTA pipe or a
 //! Maildir) into `email.received` events that find their case through the
 //! subject tag or the In-Reply-To / References chain.
 //!
@@ -72,10 +73,12 @@
 
 use std::collections::BTreeMap;
 
-use lettre::SmtpTransport;
+use std::path::PathBuf;
+
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{FileTransport, SmtpTransport};
 
 pub mod config;
 pub mod error;
@@ -83,7 +86,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod template;
 
-pub use config::{EmailConfig, Security, TemplateSpec};
+pub use config::{EmailConfig, Security, TemplateSpec, TransportKind};
 pub use error::{ConfigError, EmailError};
 pub use inbound::{InboundEmail, InboundError};
 pub use outbound::{Composed, Sent};
@@ -96,19 +99,36 @@ pub struct EmailPlugin {
     config: EmailConfig,
     from: Mailbox,
     templates: Templates,
-    transport: SmtpTransport,
+    transport: Outgoing,
+}
+
+/// Where [`EmailPlugin::send`] hands a message.
+pub(crate) enum Outgoing {
+    Smtp(SmtpTransport),
+    /// lettre's file transport writing into `staging` (`{dir}/tmp`);
+    /// `send` then renames the file into `dir`, so a reader of `dir` never
+    /// sees half a message.
+    File {
+        dir: PathBuf,
+        staging: PathBuf,
+        transport: FileTransport,
+    },
 }
 
 impl std::fmt::Debug for EmailPlugin {
     // By hand: the transport holds the credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmailPlugin")
-            .field("host", &self.config.host)
-            .field("port", &self.config.port())
-            .field("security", &self.config.security)
-            .field("from", &self.from.to_string())
-            .field("templates", &self.templates.names())
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("EmailPlugin");
+        match &self.transport {
+            Outgoing::Smtp(_) => d
+                .field("host", &self.config.host)
+                .field("port", &self.config.port())
+                .field("security", &self.config.security),
+            Outgoing::File { dir, .. } => d.field("dir", dir),
+        }
+        .field("from", &self.from.to_string())
+        .field("templates", &self.templates.names())
+        .finish_non_exhaustive()
     }
 }
 
@@ -138,6 +158,20 @@ impl EmailPlugin {
         config.validate()?;
         let from = config.sender()?;
         let templates = Templates::new(&config.templates)?;
+        if config.transport == TransportKind::File {
+            let dir = config.dir.clone().unwrap_or_default();
+            let staging = dir.join("tmp");
+            return Ok(EmailPlugin {
+                transport: Outgoing::File {
+                    transport: FileTransport::new(&staging),
+                    dir,
+                    staging,
+                },
+                config,
+                from,
+                templates,
+            });
+        }
         let credentials = config.credentials(&env)?;
 
         let tls = |host: &str| {
@@ -158,7 +192,7 @@ impl EmailPlugin {
             builder = builder.credentials(Credentials::new(user, pass));
         }
         Ok(EmailPlugin {
-            transport: builder.build(),
+            transport: Outgoing::Smtp(builder.build()),
             config,
             from,
             templates,

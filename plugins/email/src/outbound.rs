@@ -14,17 +14,19 @@
 //!   params reach headers only through lettre's typed headers, after
 //!   line breaks are removed (subject) or refused (addresses, ids).
 
-use lettre::Transport;
+use std::path::{Path, PathBuf};
+
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
+use lettre::{FileTransport, Transport};
 use serde::Serialize;
 
 use casework_core::action::Action;
 use casework_core::case::CaseId;
 
-use crate::EmailPlugin;
 use crate::error::EmailError;
 use crate::template::RenderError;
+use crate::{EmailPlugin, Outgoing};
 
 /// The actions this plugin performs.
 pub const ACTIONS: &[&str] = &["email.send"];
@@ -78,8 +80,13 @@ pub struct Sent {
     pub message_id: String,
     pub to: String,
     pub subject: String,
-    /// The server's final reply, e.g. `250 OK queued as 4ABC`.
+    /// The server's final reply, e.g. `250 OK queued as 4ABC`; empty
+    /// with `transport: file`.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub smtp_reply: String,
+    /// With `transport: file`: the `.eml` file written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// `X-Casework-Case: C-1`: which case a message belongs to, for mail
@@ -373,26 +380,40 @@ impl EmailPlugin {
         })
     }
 
-    /// Compose and send the message for an `email.send` action, once.
+    /// Compose and send the message for an `email.send` action, once:
+    /// over SMTP, or as a file with `transport: file`.
     ///
     /// The plugin does not retry: the outbox runner owns retries and asks
     /// [`EmailError::is_transient`] whether one is worth it. Sending the
     /// same action again produces the same Message-ID.
     pub fn send(&self, action: &Action) -> Result<Sent, EmailError> {
         let composed = self.compose(action)?;
-        let response = self
-            .transport
-            .send(&composed.message)
-            .map_err(|e| EmailError::from_smtp(&action.id, &e, self.config.timeout))?;
-        let reply = std::iter::once(response.code().to_string())
-            .chain(response.message().map(str::to_owned))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let (reply, file) = match &self.transport {
+            Outgoing::Smtp(smtp) => {
+                let response = smtp
+                    .send(&composed.message)
+                    .map_err(|e| EmailError::from_smtp(&action.id, &e, self.config.timeout))?;
+                let reply = std::iter::once(response.code().to_string())
+                    .chain(response.message().map(str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (reply, None)
+            }
+            Outgoing::File {
+                dir,
+                staging,
+                transport,
+            } => {
+                let path = write_file(&action.id, dir, staging, transport, &composed.message)?;
+                (String::new(), Some(path.display().to_string()))
+            }
+        };
         tracing::info!(
             action = %action.id,
             case = %action.case,
             message_id = %composed.message_id,
             reply = %reply,
+            file = file.as_deref().unwrap_or(""),
             "e-mail sent"
         );
         Ok(Sent {
@@ -402,8 +423,42 @@ impl EmailPlugin {
             to: composed.to,
             subject: composed.subject,
             smtp_reply: reply,
+            file,
         })
     }
+}
+
+/// The file name of the message of action `action_id`: the Message-ID's
+/// local part (one-to-one with the action id) and `.eml`.
+pub fn file_name(action_id: &str) -> String {
+    format!("{}.eml", sanitize_id(action_id))
+}
+
+/// Write `message` with lettre's file transport into `staging`, then
+/// rename it to `dir/{file_name}`. The rename is atomic and replaces the
+/// file of an earlier attempt of the same action, so a retry leaves one
+/// file, with the same Message-ID, never two.
+fn write_file(
+    action_id: &str,
+    dir: &Path,
+    staging: &Path,
+    transport: &FileTransport,
+    message: &Message,
+) -> Result<PathBuf, EmailError> {
+    let fail = |message: String| EmailError::File {
+        action_id: action_id.to_owned(),
+        dir: dir.display().to_string(),
+        message,
+    };
+    std::fs::create_dir_all(staging).map_err(|e| fail(e.to_string()))?;
+    let id = transport.send(message).map_err(|e| fail(e.to_string()))?;
+    let written = staging.join(format!("{id}.eml"));
+    let target = dir.join(file_name(action_id));
+    if let Err(e) = std::fs::rename(&written, &target) {
+        let _ = std::fs::remove_file(&written);
+        return Err(fail(e.to_string()));
+    }
+    Ok(target)
 }
 
 #[cfg(test)]

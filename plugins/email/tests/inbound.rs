@@ -259,6 +259,25 @@ fn a_maildir_is_read_from_new_and_cur() {
     let again = inbound::read_maildir(md);
     assert_eq!(again.len(), 4);
     assert!(again.iter().flatten().any(|(p, _)| *p == moved));
+
+    // The unseen ones only: new/ and cur/ entries without the S flag.
+    put("cur", "1764032800.M5P1.host:2,", &fixture("plain.eml"));
+    let unseen = inbound::read_maildir_unseen(md);
+    let names: Vec<String> = unseen
+        .iter()
+        .map(|r| match r {
+            Ok((p, _)) => p.file_name().unwrap().to_string_lossy().into_owned(),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[0], "1764032500.M2P1.host");
+    assert!(names[1].contains("1764032600.M3P1.host"), "{names:?}");
+    assert_eq!(names[2], "1764032800.M5P1.host:2,");
+    assert!(inbound::is_seen(&moved));
+    assert!(!inbound::is_seen(
+        &md.join("new").join("1764032500.M2P1.host")
+    ));
 }
 
 #[test]

@@ -288,7 +288,7 @@ impl NotifyPlugin {
                 result: json!({
                     "channel": "email", "preferred": preferred.as_str(),
                     "team": to.team_name, "agent": to.agent.map(|(n, _)| n),
-                    "to": sent.to, "message_id": sent.message_id,
+                    "to": sent.to, "message_id": sent.message_id, "file": sent.file,
                 }),
                 events: Vec::new(),
             }),
