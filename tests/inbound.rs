@@ -105,3 +105,26 @@ fn a_reply_with_the_case_tag_lands_on_that_case() {
         |m| m.author == Author::Colleague && m.from.as_deref() == Some("warehouse@example.com")
     ));
 }
+
+/// A case opened by an e-mail gets a short id (its event id holds the
+/// whole Message-ID), so the tag our outgoing mail carries in its subject
+/// threads a reply that lost its In-Reply-To.
+#[test]
+fn a_case_opened_by_email_has_an_id_that_fits_a_subject_tag() {
+    let mut engine = engine();
+    let opened = customer_email(&mut engine);
+    let id = opened.as_str();
+    assert!(
+        id.len() == 14 && id.starts_with("C-") && id[2..].chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    let reply = colleague_reply(
+        &format!("Re: [{id}] Shuffleboard table"),
+        "<lost@elsewhere.example>",
+    );
+    assert_eq!(reply.case.as_ref(), Some(&opened), "the tag is read back");
+    let Outcome::Handled { case, .. } = engine.handle_at(reply.clone(), reply.at).unwrap() else {
+        panic!("the reply is handled");
+    };
+    assert_eq!(case, opened);
+}

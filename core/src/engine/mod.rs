@@ -412,6 +412,26 @@ fn normalize_message_id(id: &str) -> String {
         .to_owned()
 }
 
+/// The id of the case an event opens: `C-` and the event id when that is
+/// short and plain (`C-m1`), else `C-` and 12 hex digits of its SHA-256
+/// (an e-mail's event id holds its Message-ID), so that every case id
+/// fits a subject tag like `[C-1a2b3c4d5e6f]` that threads replies.
+/// Derived from the event alone, so replay opens the same case.
+fn new_case_id(event: &EventId) -> CaseId {
+    let id = event.0.as_str();
+    let plain = !id.is_empty()
+        && id.len() <= 32
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if plain {
+        return CaseId(format!("C-{id}"));
+    }
+    let digest = Sha256::digest(id.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    CaseId(format!("C-{hex}"))
+}
+
 /// Inbound kinds that open a new case when they match none.
 const OPENING_KINDS: &[&str] = &["customer.message", "customer.call", "email.received"];
 
@@ -618,9 +638,7 @@ impl Engine {
         }
         let id = match self.index.resolve(event) {
             Some(id) => id,
-            None if OPENING_KINDS.contains(&event.kind.as_str()) => {
-                CaseId(format!("C-{}", event.id))
-            }
+            None if OPENING_KINDS.contains(&event.kind.as_str()) => new_case_id(&event.id),
             None => {
                 let key = event
                     .order
