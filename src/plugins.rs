@@ -85,7 +85,7 @@
 //! let report = registry.check(&typo, Path::new("c.yaml"));
 //! let d = report.diagnostics.iter().next().unwrap();
 //! assert_eq!(d.code, "plugin::unknown-setting");
-//! assert_eq!(d.location.as_ref().unwrap().to_string(), "c.yaml:3:27");
+//! assert_eq!(d.location.as_ref().unwrap().to_string(), "c.yaml:3:23"); // `ur1`
 //!
 //! // Without the registration, `erp` is an unknown kind.
 //! let report = Registry::builtin().check(&good, Path::new("c.yaml"));

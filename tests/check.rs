@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use casework::config;
 use casework::diagnostic::Severity;
 
 use crate::util::{casework, find, root, scratch};
