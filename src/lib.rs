@@ -50,17 +50,43 @@ pub mod serve;
 
 use std::path::Path;
 
-use casework_core::config::LoadedConfig;
+use casework_core::config::{CheckReport, LoadedConfig};
 use casework_core::diagnostic::Diagnostics;
 use casework_core::engine::Pack;
 use casework_core::rules::RuleSet;
 
 /// Load and check a configuration: the file at `config`, or the embedded
-/// default pack when `None`.
+/// default pack when `None`, with the built-in plugin kinds.
 pub fn load_config(config: Option<&Path>) -> Result<LoadedConfig, Diagnostics> {
+    load_config_with(config, &plugins::Registry::builtin())
+}
+
+/// [`load_config`] with the plugin kinds of `registry`: the kinds an
+/// embedding program registered in Rust are accepted, and every kind's
+/// settings are checked by the kind.
+pub fn load_config_with(
+    config: Option<&Path>,
+    registry: &plugins::Registry,
+) -> Result<LoadedConfig, Diagnostics> {
+    check_config(config, registry).into_result()
+}
+
+/// What `casework check` does, for a program with its own plugin kinds:
+/// load and check the file at `config` (or the embedded default pack)
+/// with the kinds of `registry`, keeping every diagnostic (warnings too)
+/// and every file read. See [`plugins`] for a kind registered in Rust.
+///
+/// ```
+/// let report = casework::check_config(None, &casework::plugins::Registry::builtin());
+/// assert!(!report.diagnostics.has_errors(), "{}", report.diagnostics);
+/// // The default pack declares a warehouse without its API's `url`.
+/// let loaded = report.config.unwrap();
+/// assert!(loaded.actions.not_configured().any(|(name, _)| name == "warehouse"));
+/// ```
+pub fn check_config(config: Option<&Path>, registry: &plugins::Registry) -> CheckReport {
     match config {
-        Some(path) => casework_core::config::load(path),
-        None => pack::load(),
+        Some(path) => registry.check(&casework_core::config::DiskReader, path),
+        None => registry.check(&pack::reader(), Path::new(pack::ROOT)),
     }
 }
 

@@ -5,9 +5,7 @@
 //! embedded pack read the same as about the files on disk. Add any new
 //! file of `rules/` that the pack loads to [`FILES`].
 
-use std::path::Path;
-
-use casework_core::config::{self, CheckReport, LoadedConfig, MemoryReader};
+use casework_core::config::{CheckReport, LoadedConfig, MemoryReader};
 use casework_core::diagnostic::Diagnostics;
 
 /// The pack's root configuration file.
@@ -47,7 +45,8 @@ pub fn load() -> Result<LoadedConfig, Diagnostics> {
     check().into_result()
 }
 
-/// Check the embedded pack, keeping every diagnostic and file read.
+/// Check the embedded pack with the built-in plugin kinds, keeping every
+/// diagnostic and file read.
 pub fn check() -> CheckReport {
-    config::check_with(&reader(), Path::new(ROOT))
+    crate::check_config(None, &crate::plugins::Registry::builtin())
 }

@@ -17,7 +17,11 @@
 //!   [`Plugin::webhook`](crate::plugin::Plugin::webhook); the events it
 //!   returns are handled as a batch of `POST /events`. 404 when no ready
 //!   plugin has that name or it takes no webhooks; 400 when it refuses the
-//!   payload.
+//!   payload. A plugin configured with a `webhook_signature` first has the
+//!   signature of the raw body checked
+//!   ([`WebhookVerifier`](crate::plugin::WebhookVerifier)): 401 when it is
+//!   missing or wrong, 503 when the secret's environment variable is not
+//!   set where the server runs; in both cases nothing is stored.
 //! - `GET /health`: store path, events stored, outbox counts, timers
 //!   waiting, the rule-set hash.
 //! - `GET /cases/{id}`: the case's explanation (404 if unknown).
@@ -129,6 +133,18 @@ impl App {
 
     /// Answer one request. `path` may carry a query string (ignored).
     pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Reply {
+        self.handle_with_headers(method, path, &[], body)
+    }
+
+    /// Answer one request with its headers (name, value); names compare
+    /// case-insensitively. Only webhooks read headers: their signature.
+    pub fn handle_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Reply {
         if body.len() > self.max_body {
             return too_large(self.max_body);
         }
@@ -136,7 +152,7 @@ impl App {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         let result = match (method, segments.as_slice()) {
             ("POST", ["events"]) => self.post_events(body),
-            ("POST", ["webhooks", name]) => self.webhook(&percent_decode(name), body),
+            ("POST", ["webhooks", name]) => self.webhook(&percent_decode(name), headers, body),
             ("GET", ["health"]) => self.health(),
             ("GET", ["cases", id]) => self.case(&percent_decode(id)),
             (_, ["events"] | ["webhooks", _]) => Err(Reply::error(405, "use POST")),
@@ -168,7 +184,12 @@ impl App {
         self.accept(items, single)
     }
 
-    fn webhook(&self, name: &str, body: &[u8]) -> Result<Reply, Reply> {
+    fn webhook(
+        &self,
+        name: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Reply, Reply> {
         let events = {
             // No lock: parsing a payload needs only the plugin.
             let plugins = self.runner.plugins();
@@ -181,6 +202,22 @@ impl App {
                 };
                 return Err(Reply::error(404, why));
             };
+            if let Some(verifier) = plugins.webhook_verifier(name) {
+                let value = headers
+                    .iter()
+                    .find(|(h, _)| h.eq_ignore_ascii_case(verifier.header()))
+                    .map(|(_, v)| v.as_str());
+                // The engine's clock, for timestamped signatures; held
+                // only to read it.
+                let now = self.lock()?.now();
+                if let Err(e) = verifier.verify(value, body, now) {
+                    let status = if e.is_unavailable() { 503 } else { 401 };
+                    return Err(Reply::error(
+                        status,
+                        format!("webhook for plugin `{name}` refused, nothing was stored: {e}"),
+                    ));
+                }
+            }
             match plugin.webhook(body) {
                 None => {
                     return Err(Reply::error(
@@ -390,7 +427,17 @@ impl App {
                 Ok(_) => {
                     let method = request.method().as_str().to_owned();
                     let url = request.url().to_owned();
-                    self.handle(&method, &url, &body)
+                    let headers: Vec<(String, String)> = request
+                        .headers()
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.field.as_str().as_str().to_owned(),
+                                h.value.as_str().to_owned(),
+                            )
+                        })
+                        .collect();
+                    self.handle_with_headers(&method, &url, &headers, &body)
                 }
             }
         };

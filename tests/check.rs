@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use casework::config;
 use casework::diagnostic::Severity;
 
 use crate::util::{casework, find, root, scratch};
@@ -95,11 +94,13 @@ fn loaded_pack_carries_sources_rules_and_locations() {
     assert!(loaded.warnings.is_empty(), "{}", loaded.warnings);
 }
 
-/// Load a fixture of `tests/fixtures/broken/` and assert it has exactly one
-/// error, with `code`, at `line:column`.
+/// Load a fixture of `tests/fixtures/broken/` as `casework check` does
+/// (with the built-in plugin kinds checking their settings) and assert it
+/// has exactly one error, with `code`, at `line:column`.
 fn assert_broken(file: &str, code: &str, line: usize, column: usize) {
     let path = format!("tests/fixtures/broken/{file}");
-    let errors = config::load(root().join(&path)).expect_err("the fixture must not load");
+    let errors =
+        casework::load_config(Some(&root().join(&path))).expect_err("the fixture must not load");
     let errors: Vec<_> = errors
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -179,8 +180,201 @@ fn broken_unknown_plugin_kind() {
 }
 
 #[test]
+fn broken_smtp_port() {
+    assert_broken("bad_smtp_port.yaml", "plugin::invalid-settings", 6, 11);
+}
+
+#[test]
+fn broken_missing_smtp_host() {
+    // At the plugin: the setting that is missing has no place of its own.
+    assert_broken("missing_host.yaml", "plugin::missing-setting", 3, 3);
+}
+
+#[test]
+fn broken_unknown_plugin_setting() {
+    assert_broken("unknown_setting.yaml", "plugin::unknown-setting", 6, 5);
+}
+
+#[test]
+fn broken_plugin_url() {
+    assert_broken("bad_url.yaml", "plugin::invalid-settings", 5, 10);
+}
+
+#[test]
+fn broken_tls_mode() {
+    assert_broken("bad_tls_mode.yaml", "plugin::invalid-settings", 6, 15);
+}
+
+#[test]
+fn broken_secret_in_yaml() {
+    // The unset `username_env` beside it is a warning, not an error.
+    assert_broken("secret_in_yaml.yaml", "plugin::secret-in-yaml", 9, 19);
+}
+
+#[test]
+fn broken_webhook_signature() {
+    assert_broken(
+        "bad_webhook_signature.yaml",
+        "plugin::invalid-settings",
+        8,
+        15,
+    );
+}
+
+#[test]
+fn broken_signed_webhooks_of_a_kind_without_webhooks() {
+    assert_broken("signed_email.yaml", "plugin::invalid-settings", 8, 5);
+}
+
+/// The CLI shows the place, the line, the hint; secrets' variables that
+/// are not set where `check` runs are warnings, and a configuration with
+/// only warnings passes.
+#[test]
+fn check_reports_plugin_settings_and_warns_about_unset_secrets() {
+    let run = casework(["check", "tests/fixtures/broken/unknown_setting.yaml"]);
+    assert_eq!(run.code, 1, "{}", run.output());
+    assert!(
+        run.stderr.contains(
+            "tests/fixtures/broken/unknown_setting.yaml:6:5: error[plugin::unknown-setting]: plugin `warehouse` (kind warehouse): unknown setting `tiemout`"
+        ),
+        "{}",
+        run.output()
+    );
+    assert!(
+        run.stderr.contains("did you mean `timeout`?"),
+        "{}",
+        run.output()
+    );
+
+    let run = casework(["check", "tests/fixtures/signed/casework.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stdout.contains(", 2 warnings"), "{}", run.output());
+    assert!(
+        run.stderr.contains("warning[plugin::env-unset]")
+            && run.stderr.contains("CASEWORK_TEST_CARRIER_WEBHOOK_SECRET"),
+        "{}",
+        run.output()
+    );
+}
+
+/// The default pack declares plugins with their kind alone: not errors,
+/// but listed as not configured.
+#[test]
+fn check_lists_plugins_declared_but_not_configured() {
+    let run = casework(["check"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(
+        run.stdout
+            .contains("plugin `warehouse` is not configured yet (missing setting `url`)"),
+        "{}",
+        run.output()
+    );
+    assert!(run.stderr.is_empty(), "{}", run.output());
+}
+
+/// A kind registered in Rust under a new name passes `check` with its
+/// actions and settings; without the registration its name is an unknown
+/// kind, and an action it does not declare is an unknown action.
+#[test]
+fn kinds_registered_in_rust_are_checked_like_built_in_ones() {
+    use casework::plugin::{KindInfo, SettingsCheck, SettingsProblem};
+    use casework::plugins::Registry;
+
+    let dir = scratch("check-registered-kind");
+    let workflow = |action: &str| {
+        format!(
+            "plugins:\n  books:\n    kind: erp\n    url: https://erp.example\n    api_token_env: ERP_TOKEN_SURELY_UNSET\nworkflow:\n  states:\n    open: {{ initial: true }}\n    done: {{ terminal: true }}\n  transitions:\n    - {{ from: open, to: done, on: erp.synced, actions: [{{ action: {action} }}] }}\n"
+        )
+    };
+    let path = dir.join("casework.yaml");
+    let write = |text: &str| std::fs::write(&path, text).unwrap();
+
+    let mut registry = Registry::builtin();
+    registry.register_kind(
+        KindInfo::new("erp")
+            .actions(["export"])
+            .events(["erp.synced"])
+            .settings(|_, settings| {
+                let mut check = SettingsCheck::default();
+                match settings.get("url").and_then(|v| v.as_str()) {
+                    Some(u) if u.starts_with("https://") => {}
+                    Some(_) => check.problems.push(
+                        SettingsProblem::invalid("url", "the ERP is reached over https")
+                            .hint("write `https://...`"),
+                    ),
+                    None => check.problems.push(SettingsProblem::missing("url")),
+                }
+                check
+            }),
+        |spec| Err(format!("{} is not built in this test", spec.name)),
+    );
+
+    write(&workflow("books.export"));
+    let report = casework::check_config(Some(&path), &registry);
+    assert!(!report.diagnostics.has_errors(), "{}", report.diagnostics);
+    // The unset token variable: one warning, at its value.
+    let warnings: Vec<_> = report.diagnostics.iter().map(|d| d.code).collect();
+    assert_eq!(warnings, ["plugin::env-unset"]);
+    let loaded = report.config.unwrap();
+    assert!(loaded.actions.contains("books.export"));
+    assert!(loaded.workflow.known_kind("erp.synced"));
+
+    // Not registered: the kind is unknown (reported once, at `kind:`).
+    let errors = casework::load_config(Some(&path)).unwrap_err();
+    let codes: Vec<_> = errors
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| (d.code, d.location.as_ref().unwrap().line))
+        .collect();
+    assert_eq!(
+        codes,
+        [("plugin::unknown-kind", 3), ("workflow::unknown-event", 11)]
+    );
+
+    // A setting the kind refuses (its actions are then not checked: one
+    // mistake, one error).
+    write(&workflow("books.import").replace("https://erp", "http://erp"));
+    let errors = casework::load_config_with(Some(&path), &registry).unwrap_err();
+    let found: Vec<_> = errors
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            let l = d.location.as_ref().unwrap();
+            (d.code, l.line, l.column)
+        })
+        .collect();
+    assert_eq!(found, [("plugin::invalid-settings", 4, 10)]);
+
+    // An action the kind does not declare.
+    let text = workflow("books.import");
+    write(&text);
+    let errors = casework::load_config_with(Some(&path), &registry).unwrap_err();
+    let unknown: Vec<_> = errors
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    assert_eq!(unknown.len(), 1, "{errors}");
+    assert_eq!(unknown[0].code, "workflow::unknown-action");
+    let l = unknown[0].location.as_ref().unwrap();
+    assert_eq!((l.line, l.column), find(&text, "books.import"));
+    assert!(
+        unknown[0].hint.as_ref().unwrap().contains("books.export"),
+        "{}",
+        unknown[0]
+    );
+}
+
+#[test]
 fn every_fixture_has_a_test() {
     let tested = [
+        "bad_smtp_port",
+        "missing_host",
+        "unknown_setting",
+        "bad_url",
+        "bad_tls_mode",
+        "secret_in_yaml",
+        "bad_webhook_signature",
+        "signed_email",
         "syntax",
         "unknown_key",
         "stuck_state",

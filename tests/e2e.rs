@@ -208,7 +208,6 @@ fn copy_pack(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
     kind: carrier
   email:
     kind: email
-    from: support@example.com
   team:
     kind: notify
     email:

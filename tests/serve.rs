@@ -28,9 +28,20 @@ struct Server {
 
 impl Server {
     fn start(db: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_casework"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        Server::start_with(None, db, &[])
+    }
+
+    /// `casework serve [CONFIG]` with these environment variables.
+    fn start_with(config: Option<&str>, db: &Path, env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_casework"));
+        command.arg("serve");
+        if let Some(c) = config {
+            command.arg(c);
+        }
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(db)
+            .envs(env.iter().copied())
             .current_dir(root())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -50,13 +61,28 @@ impl Server {
 
     /// One request; the status and the body as JSON.
     fn send(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        self.send_with(method, path, &[], body)
+    }
+
+    /// One request with extra headers.
+    fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Value) {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .unwrap();
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
             body.len()
         )
@@ -203,6 +229,104 @@ fn serve_answers_once_durable_and_keeps_it_across_a_sigkill() {
     assert_eq!(health["events"], 5, "{health}");
     assert_eq!(server.post(&e1).0, 409);
     assert_eq!(server.send("GET", "/cases/C-201", "").0, 200);
+}
+
+/// HMAC-SHA256 of `parts` under `secret`, in hex: what a carrier sends.
+fn sign(secret: &str, parts: &[&[u8]]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Signed webhooks through the real server: a good signature is
+/// accepted, a missing or wrong one gets 401 and nothing is stored, and a
+/// plugin whose secret's variable is unset refuses with 503 naming it.
+#[test]
+fn signed_webhooks_are_verified_before_anything_is_stored() {
+    let dir = scratch("serve-signed");
+    let secret = "whsec-test-7f3a";
+    let server = Server::start_with(
+        Some("tests/fixtures/signed/casework.yaml"),
+        &dir.join("serve.db"),
+        &[("CASEWORK_TEST_CARRIER_WEBHOOK_SECRET", secret)],
+    );
+    let events = |server: &Server| server.send("GET", "/health", "").1["events"].clone();
+    let (status, body) = server.post(&message("m-1", "C-500", "Where is my parcel?").to_string());
+    assert_eq!(status, 202, "{body}");
+
+    let payload = r#"{"id": "eta-1", "type": "eta", "case": "C-500", "order": "O-500", "eta": "2026-11-28", "at": "2026-11-25T09:00:00+09:00"}"#;
+    let good = sign(secret, &[payload.as_bytes()]);
+
+    // No signature, a wrong one, one for another body: 401, nothing kept.
+    let (status, body) = server.send("POST", "/webhooks/carrier", payload);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no `X-Carrier-Signature` header"),
+        "{body}"
+    );
+    let wrong = sign("not-the-secret", &[payload.as_bytes()]);
+    for bad in [wrong.as_str(), &good[..32], "sha256=zz"] {
+        let (status, body) = server.send_with(
+            "POST",
+            "/webhooks/carrier",
+            &[("X-Carrier-Signature", bad)],
+            payload,
+        );
+        assert_eq!(status, 401, "{bad}: {body}");
+    }
+    let tampered = payload.replace("11-28", "11-29");
+    let (status, _) = server.send_with(
+        "POST",
+        "/webhooks/carrier",
+        &[("X-Carrier-Signature", &good)],
+        &tampered,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(events(&server), 1, "refused webhooks store nothing");
+
+    // The right signature, GitHub-style, header name in any case.
+    let (status, body) = server.send_with(
+        "POST",
+        "/webhooks/carrier",
+        &[("x-carrier-signature", &format!("sha256={good}"))],
+        payload,
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["events"][0]["id"], "carrier:eta-1", "{body}");
+    assert_eq!(events(&server), 2);
+
+    // The warehouse's secret is not set here: 503, naming the variable.
+    let now = chrono::Utc::now().timestamp().to_string();
+    let wh = r#"{"id": "wh-1", "type": "delayed", "case": "C-500", "order": "O-500", "ship_date": "2026-12-01", "at": "2026-11-25T09:00:00+09:00"}"#;
+    let sig = format!(
+        "t={now},v1={}",
+        sign("anything", &[now.as_bytes(), b".", wh.as_bytes()])
+    );
+    let (status, body) = server.send_with(
+        "POST",
+        "/webhooks/warehouse",
+        &[("X-Wms-Signature", &sig)],
+        wh,
+    );
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("`CASEWORK_TEST_WMS_WEBHOOK_SECRET`"),
+        "{body}"
+    );
+    assert_eq!(events(&server), 2);
 }
 
 #[test]

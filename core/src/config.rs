@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use crate::calendar::CalendarDef;
 use crate::case::Channel;
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile, SourceLocation};
-use crate::plugin::ActionCatalog;
+use crate::plugin::{ActionCatalog, KindCatalog};
 use crate::workflow::Workflow;
 use crate::yaml::{self, LocationIndex};
 
@@ -453,8 +453,18 @@ pub fn load_with(reader: &dyn SourceReader, path: &Path) -> Result<LoadedConfig,
     check_with(reader, path).into_result()
 }
 
-/// Load and check, keeping every diagnostic and every file read.
+/// Load and check, keeping every diagnostic and every file read. Plugins
+/// are checked against the built-in kinds ([`KindCatalog::builtin`]),
+/// which know their actions but not every kind's settings; the `casework`
+/// crate checks with its registry's kinds ([`check_kinds`]).
 pub fn check_with(reader: &dyn SourceReader, path: &Path) -> CheckReport {
+    check_kinds(reader, path, &KindCatalog::builtin())
+}
+
+/// Load and check with the plugin kinds of `kinds`: a plugin's kind must
+/// be one of them, its settings pass the kind's validator, and its
+/// actions are the kind's.
+pub fn check_kinds(reader: &dyn SourceReader, path: &Path, kinds: &KindCatalog) -> CheckReport {
     let mut loader = Loader {
         reader,
         files: Vec::new(),
@@ -462,7 +472,7 @@ pub fn check_with(reader: &dyn SourceReader, path: &Path) -> CheckReport {
         diags: Diagnostics::default(),
     };
     loader.visit(path, None, &mut Vec::new());
-    loader.finish(path)
+    loader.finish(path, kinds)
 }
 
 /// One YAML file as read.
@@ -580,7 +590,7 @@ impl Loader<'_> {
         chain.pop();
     }
 
-    fn finish(mut self, root: &Path) -> CheckReport {
+    fn finish(mut self, root: &Path, kinds: &KindCatalog) -> CheckReport {
         let mut merged = ConfigDef::default();
         let mut index = LocationIndex::default();
         // Section -> (file position, where it is defined).
@@ -666,7 +676,7 @@ impl Loader<'_> {
         let (actions, plugin_diags) = if unreadable.contains("plugins") {
             (ActionCatalog::open(), Diagnostics::default())
         } else {
-            ActionCatalog::from_config(&merged.plugins, &index)
+            ActionCatalog::from_config_with(&merged.plugins, &index, kinds)
         };
         self.diags.0.extend(plugin_diags.0);
         let mut workflow = None;

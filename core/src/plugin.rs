@@ -26,8 +26,19 @@ use std::fmt;
 use indexmap::IndexMap;
 
 use crate::config::PluginDef;
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, Severity};
 use crate::yaml::LocationIndex;
+
+mod kinds;
+mod signature;
+
+pub use kinds::{
+    KindCatalog, KindInfo, SettingsCheck, SettingsProblem, SettingsValidator, is_env_name,
+    read_settings, read_value,
+};
+pub use signature::{
+    SignatureError, SignatureFormat, WEBHOOK_SIGNATURE, WebhookSignature, WebhookVerifier,
+};
 
 /// Actions the engine carries out itself, with no plugin configured:
 /// `task.create` puts work on a person's list (phone the customer),
@@ -102,7 +113,13 @@ impl fmt::Display for PluginKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ActionCatalog {
     /// Plugin name -> (kind, actions offered).
-    plugins: BTreeMap<String, (PluginKind, BTreeSet<String>)>,
+    plugins: BTreeMap<String, (String, BTreeSet<String>)>,
+    /// Event kinds the configured plugins' kinds produce.
+    events: BTreeSet<String>,
+    /// Plugins written with their `kind` alone, whose kind needs settings:
+    /// declared but not configured yet (their actions wait in the outbox),
+    /// with what they need.
+    not_configured: BTreeMap<String, String>,
     /// Plugins configured with a problem (unknown kind, bad settings):
     /// their actions are accepted, so one mistake is reported once, where
     /// the plugin is configured, not again at every use.
@@ -113,13 +130,28 @@ pub struct ActionCatalog {
 }
 
 impl ActionCatalog {
-    /// Build the catalog from `plugins:`, reporting unknown kinds, reserved
-    /// names and bad `process` settings. The actions of a plugin with a
-    /// problem are not checked (the problem is reported once, here).
+    /// Build the catalog from `plugins:` with the built-in kinds
+    /// ([`KindCatalog::builtin`]).
     pub fn from_config(
         plugins: &IndexMap<String, PluginDef>,
         index: &LocationIndex,
     ) -> (ActionCatalog, Diagnostics) {
+        Self::from_config_with(plugins, index, &KindCatalog::builtin())
+    }
+
+    /// Build the catalog from `plugins:`, reporting reserved names, kinds
+    /// not in `kinds`, and every problem the kinds' validators and the
+    /// shared conventions (secrets from the environment, signed webhooks)
+    /// find in the settings, each at its key or value. The actions of a
+    /// plugin with an error are not checked (the problem is reported once,
+    /// here). Environment variables are looked up in this process's
+    /// environment, for warnings only.
+    pub fn from_config_with(
+        plugins: &IndexMap<String, PluginDef>,
+        index: &LocationIndex,
+        kinds: &KindCatalog,
+    ) -> (ActionCatalog, Diagnostics) {
+        let env = |var: &str| std::env::var(var).ok();
         let mut catalog = ActionCatalog::default();
         let mut diags = Diagnostics::default();
         for (name, def) in plugins {
@@ -138,9 +170,12 @@ impl ActionCatalog {
                 );
                 continue;
             }
-            let Some(kind) = PluginKind::parse(&def.kind) else {
-                let known: Vec<&str> = PluginKind::ALL.iter().map(|k| k.as_str()).collect();
-                let mut hint = format!("use one of the built-in kinds: {}", known.join(", "));
+            let Some(kind) = kinds.get(&def.kind) else {
+                let known: Vec<&str> = kinds.names().collect();
+                let mut hint = format!(
+                    "use one of the kinds: {}; a kind of your own is registered in Rust (`Registry::register_kind`)",
+                    known.join(", ")
+                );
                 if let Some(s) = crate::workflow::did_you_mean(&def.kind, known.iter().copied()) {
                     hint = format!("did you mean `{s}`? {hint}");
                 }
@@ -155,31 +190,39 @@ impl ActionCatalog {
                 );
                 continue;
             };
-            let mut actions: BTreeSet<String> =
-                kind.actions().iter().map(|a| (*a).to_owned()).collect();
-            if kind == PluginKind::Process {
-                match process_actions(def) {
-                    Ok(list) => actions.extend(list),
-                    Err(msg) => {
-                        catalog.unchecked.insert(name.clone());
-                        let at = index
-                            .value(&format!("{path}.actions"))
-                            .or_else(|| index.key(&path));
-                        diags.push(
-                            Diagnostic::error(
-                                "plugin::invalid-settings",
-                                format!("plugin `{name}` (kind process): {msg}"),
-                            )
-                            .at(at)
-                            .hint(
-                                "list the actions the program handles: `actions: [export, sync]`",
-                            ),
-                        );
-                        continue;
-                    }
+            // The kind's events do not depend on its settings.
+            catalog
+                .events
+                .extend(kind.produced_events().iter().cloned());
+            let (problems, actions) = check_plugin(name, def, kind, &env);
+            // Written with its kind alone, and all the kind lacks is
+            // settings: declared, not configured yet. Not a mistake (the
+            // default pack declares its warehouse so rules can ask it to
+            // hold); `run` and `serve` say its actions wait.
+            if def.settings.is_empty()
+                && !problems.is_empty()
+                && problems.iter().all(|p| p.code == "plugin::missing-setting")
+            {
+                let needs: Vec<String> = problems.iter().map(|p| p.message.clone()).collect();
+                catalog
+                    .not_configured
+                    .insert(name.clone(), needs.join(", "));
+            } else {
+                let mut failed = false;
+                for p in problems {
+                    failed |= p.severity == Severity::Error;
+                    diags.push(locate(name, &def.kind, &path, p, index));
+                }
+                if failed {
+                    catalog.unchecked.insert(name.clone());
+                    continue;
                 }
             }
-            catalog.plugins.insert(name.clone(), (kind, actions));
+            let mut offered: BTreeSet<String> = kind.offered_actions().iter().cloned().collect();
+            offered.extend(actions);
+            catalog
+                .plugins
+                .insert(name.clone(), (def.kind.clone(), offered));
         }
         (catalog, diags)
     }
@@ -211,8 +254,21 @@ impl ActionCatalog {
     }
 
     /// The kind of the plugin called `name`.
-    pub fn kind(&self, name: &str) -> Option<PluginKind> {
-        self.plugins.get(name).map(|(k, _)| *k)
+    pub fn kind(&self, name: &str) -> Option<&str> {
+        self.plugins.get(name).map(|(k, _)| k.as_str())
+    }
+
+    /// Event kinds the configured plugins produce (`warehouse.planned`).
+    pub fn events(&self) -> impl Iterator<Item = &str> {
+        self.events.iter().map(String::as_str)
+    }
+
+    /// Plugins declared with their kind alone whose kind needs settings,
+    /// with what they lack: they load, but cannot run.
+    pub fn not_configured(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.not_configured
+            .iter()
+            .map(|(n, why)| (n.as_str(), why.as_str()))
     }
 
     /// Every action on offer, `plugin.action`, engine actions first.
@@ -235,6 +291,15 @@ impl ActionCatalog {
                 "write actions as `plugin.action`; available: {}",
                 all.join(", ")
             ),
+            Some((plugin, _))
+                if self.not_configured.contains_key(plugin)
+                    && self.plugins.get(plugin).is_none_or(|(_, a)| a.is_empty()) =>
+            {
+                format!(
+                    "plugin `{plugin}` is declared with its kind alone and is not configured yet ({}); configure it, then use its actions",
+                    self.not_configured[plugin]
+                )
+            }
             Some((plugin, act)) => match self.plugins.get(plugin) {
                 Some((kind, acts)) => format!(
                     "plugin `{plugin}` (kind {kind}) has no action `{act}`; it offers: {}",
@@ -250,23 +315,87 @@ impl ActionCatalog {
     }
 }
 
-/// The `actions: [...]` setting of a `process` plugin.
-fn process_actions(def: &PluginDef) -> Result<Vec<String>, String> {
-    let Some(value) = def.settings.get("actions") else {
-        return Err("missing `actions`, the list of actions it offers".into());
+/// Every problem in one plugin's settings, and the actions they add.
+fn check_plugin(
+    name: &str,
+    def: &PluginDef,
+    kind: &KindInfo,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<SettingsProblem>, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut settings = def.settings.clone();
+    if let Some(value) = settings.remove(WEBHOOK_SIGNATURE) {
+        if kind.takes_webhooks() {
+            if let Err(p) = WebhookSignature::from_value(value.clone()) {
+                problems.push(p);
+            }
+        } else {
+            problems.push(
+                SettingsProblem::invalid(
+                    WEBHOOK_SIGNATURE,
+                    format!("kind {} takes no webhooks, so there is nothing to sign", kind.name()),
+                )
+                .at_key()
+                .hint("remove `webhook_signature`; only kinds that take webhooks (warehouse, carrier, ...) verify signatures"),
+            );
+        }
+        // The secret's variable, checked like every `*_env` setting.
+        let nested: BTreeMap<String, serde_json::Value> =
+            [(WEBHOOK_SIGNATURE.to_owned(), value)].into();
+        let (found, _) = kinds::conventions(&nested, env);
+        for p in found {
+            if !problems.iter().any(|q| q.path == p.path) {
+                problems.push(p);
+            }
+        }
+    }
+    let (shared, reported) = kinds::conventions(&settings, env);
+    problems.extend(shared);
+    for key in reported {
+        if key.ends_with("_env") {
+            // Reported already; the kind still sees the setting, so it
+            // does not also report it missing.
+            settings.insert(key, serde_json::Value::from("REPORTED_ABOVE"));
+        } else {
+            settings.remove(&key);
+        }
+    }
+    let own = kind.check_settings(name, &settings);
+    problems.extend(own.problems);
+    (problems, own.actions)
+}
+
+/// A settings problem as a diagnostic at its place under `plugins.NAME`.
+fn locate(
+    name: &str,
+    kind: &str,
+    base: &str,
+    p: SettingsProblem,
+    index: &LocationIndex,
+) -> Diagnostic {
+    let full = if p.path.is_empty() {
+        base.to_owned()
+    } else if p.path.starts_with('[') {
+        format!("{base}{}", p.path)
+    } else {
+        format!("{base}.{}", p.path)
     };
-    let Some(items) = value.as_array() else {
-        return Err("`actions` must be a list of action names".into());
+    let at = if p.on_key || p.path.is_empty() {
+        index.key(&full)
+    } else {
+        index.value(&full)
+    }
+    .or_else(|| index.nearest(&full));
+    let mut d = match p.severity {
+        Severity::Error => Diagnostic::error(p.code, String::new()),
+        Severity::Warning => Diagnostic::warning(p.code, String::new()),
     };
-    items
-        .iter()
-        .map(|v| match v.as_str() {
-            Some(s) if !s.is_empty() && !s.contains('.') => Ok(s.to_owned()),
-            _ => Err(format!(
-                "`actions` must hold plain names like `export`, found {v}"
-            )),
-        })
-        .collect()
+    d.message = format!("plugin `{name}` (kind {kind}): {}", p.message);
+    d.hint = Some(
+        p.hint
+            .unwrap_or_else(|| "fix the setting (see the plugin kind's documentation)".to_owned()),
+    );
+    d.at(at)
 }
 
 #[cfg(test)]
@@ -290,7 +419,13 @@ mod tests {
         plugins.insert("wh".to_owned(), plugin("warehouse", &[]));
         plugins.insert(
             "erp".to_owned(),
-            plugin("process", &[("actions", serde_json::json!(["export"]))]),
+            plugin(
+                "process",
+                &[
+                    ("command", serde_json::json!(["./erp"])),
+                    ("actions", serde_json::json!(["export"])),
+                ],
+            ),
         );
         let (cat, diags) = ActionCatalog::from_config(&plugins, &LocationIndex::default());
         assert!(diags.is_empty(), "{diags}");
@@ -307,7 +442,10 @@ mod tests {
     fn unknown_kind_and_bad_process_settings_are_reported() {
         let mut plugins = IndexMap::new();
         plugins.insert("x".to_owned(), plugin("smtp", &[]));
-        plugins.insert("p".to_owned(), plugin("process", &[]));
+        plugins.insert(
+            "p".to_owned(),
+            plugin("process", &[("command", serde_json::json!(["./p"]))]),
+        );
         plugins.insert("task".to_owned(), plugin("notify", &[]));
         let (cat, diags) = ActionCatalog::from_config(&plugins, &LocationIndex::default());
         let codes: Vec<_> = diags.iter().map(|d| d.code).collect();
@@ -315,11 +453,12 @@ mod tests {
             codes,
             [
                 "plugin::unknown-kind",
-                "plugin::invalid-settings",
+                "plugin::missing-setting",
                 "plugin::reserved-name"
             ]
         );
         assert_eq!(cat.kind("x"), None);
+        assert_eq!(cat.kind("task"), None);
         // Reported once, at the plugin; uses of it are not errors again.
         assert!(cat.contains("x.send"));
     }

@@ -207,7 +207,13 @@ impl Workflow {
         index: &LocationIndex,
     ) -> (Option<Workflow>, Diagnostics) {
         let mut diags = Diagnostics::default();
-        let extra_kinds: BTreeSet<String> = def.events.iter().cloned().collect();
+        // The workflow's own kinds and those its plugins produce.
+        let extra_kinds: BTreeSet<String> = def
+            .events
+            .iter()
+            .cloned()
+            .chain(catalog.events().map(str::to_owned))
+            .collect();
         let known = |k: &str| KNOWN_KINDS.contains(&k) || extra_kinds.contains(k);
         let state_names: Vec<&str> = def.states.keys().map(String::as_str).collect();
         let unknown_state = |name: &str, what: &str, at: Option<SourceLocation>| {

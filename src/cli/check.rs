@@ -44,5 +44,11 @@ pub fn run(args: Args) -> ExitCode {
         teams,
         loaded.rule_files.len(),
     );
+    // Declared with their kind alone: not a mistake, but they cannot run.
+    for (name, needs) in loaded.actions.not_configured() {
+        println!(
+            "  plugin `{name}` is not configured yet ({needs}): its actions will wait in the outbox"
+        );
+    }
     ExitCode::SUCCESS
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use casework::config::{self, CheckReport, LoadedConfig};
+use casework::config::{CheckReport, LoadedConfig};
 use casework::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 use clap::{Parser, Subcommand};
 
@@ -94,12 +94,13 @@ pub struct ConfigArg {
 }
 
 impl ConfigArg {
-    /// Load and check, keeping every diagnostic.
+    /// Load and check with the built-in plugin kinds, keeping every
+    /// diagnostic.
     pub fn check(&self) -> CheckReport {
-        match &self.config {
-            Some(path) => config::check_with(&config::DiskReader, path),
-            None => casework::pack::check(),
-        }
+        casework::check_config(
+            self.config.as_deref(),
+            &casework::plugins::Registry::builtin(),
+        )
     }
 
     /// The path shown for this configuration.

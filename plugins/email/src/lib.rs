@@ -80,12 +80,14 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{FileTransport, SmtpTransport};
 
+mod check;
 pub mod config;
 pub mod error;
 pub mod inbound;
 pub mod outbound;
 pub mod template;
 
+pub use check::check_settings;
 pub use config::{EmailConfig, Security, TemplateSpec, TransportKind};
 pub use error::{ConfigError, EmailError};
 pub use inbound::{InboundEmail, InboundError};

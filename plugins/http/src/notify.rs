@@ -56,6 +56,33 @@ fn default_email_template() -> String {
     "notify".to_owned()
 }
 
+/// Every problem `casework check` can find in a `notify` plugin's
+/// settings: their shape, and the e-mail settings under `email:` as an
+/// `email` plugin's (located under `email.`).
+pub fn check_settings(
+    settings: &BTreeMap<String, Value>,
+) -> Vec<casework_core::plugin::SettingsProblem> {
+    let parsed: NotifySettings = match casework_core::plugin::read_settings(settings) {
+        Ok(s) => s,
+        Err(p) => return vec![p],
+    };
+    let mut problems = Vec::new();
+    if parsed.timeout.is_zero() {
+        problems.push(
+            casework_core::plugin::SettingsProblem::invalid("timeout", "the timeout is zero")
+                .hint("write a duration such as `10s`"),
+        );
+    }
+    if let Some(email) = &parsed.email {
+        problems.extend(
+            casework_email::check_settings(email)
+                .into_iter()
+                .map(|p| p.under("email")),
+        );
+    }
+    problems
+}
+
 /// Tells teams and agents about cases.
 #[derive(Debug)]
 pub struct NotifyPlugin {

@@ -160,3 +160,107 @@ impl HttpSettings {
         }
     }
 }
+
+/// Every problem `casework check` can find in the settings of a
+/// `warehouse` or `carrier` plugin without the network or the token:
+/// their shape, a base `url` that is an http(s) URL with a host, `paths`
+/// naming the kind's actions, a usable `auth_header` and a non-zero
+/// `timeout`. Each problem is at its path under the plugin.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use casework_core::plugin::PluginKind;
+/// let settings: BTreeMap<String, serde_json::Value> =
+///     serde_json::from_value(serde_json::json!({ "url": "wms.example/api" })).unwrap();
+/// let problems = casework_http::settings::check_settings(PluginKind::Warehouse, &settings);
+/// assert_eq!(problems[0].path, "url");
+/// ```
+pub fn check_settings(
+    kind: casework_core::plugin::PluginKind,
+    settings: &BTreeMap<String, serde_json::Value>,
+) -> Vec<casework_core::plugin::SettingsProblem> {
+    use casework_core::plugin::{SettingsProblem, read_settings};
+    let s: HttpSettings = match read_settings(settings) {
+        Ok(s) => s,
+        Err(p) => return vec![p],
+    };
+    let mut problems = Vec::new();
+    if let Err(why) = check_url(&s.url) {
+        problems.push(
+            SettingsProblem::invalid("url", format!("`{}` is not a base URL: {why}", s.url))
+                .hint("write the API's base URL, e.g. `https://wms.example/api/casework`"),
+        );
+    }
+    for (action, path) in &s.paths {
+        if !kind.actions().contains(&action.as_str()) {
+            problems.push(
+                SettingsProblem::unknown(format!("paths.{action}"), kind.actions()).hint(format!(
+                    "`paths` maps actions of kind {kind} to paths; it offers: {}",
+                    kind.actions().join(", ")
+                )),
+            );
+        } else if (path.starts_with("http://") || path.starts_with("https://"))
+            && let Err(why) = check_url(path)
+        {
+            problems.push(
+                SettingsProblem::invalid(
+                    format!("paths.{action}"),
+                    format!("`{path}` is not a URL: {why}"),
+                )
+                .hint("write a path (`/v2/holds`) or a full URL"),
+            );
+        } else if path.chars().any(char::is_whitespace) {
+            problems.push(
+                SettingsProblem::invalid(format!("paths.{action}"), "a path has no spaces")
+                    .hint("write a path such as `/v2/holds`"),
+            );
+        }
+    }
+    if s.auth_header.trim().is_empty()
+        || !s
+            .auth_header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        problems.push(
+            SettingsProblem::invalid(
+                "auth_header",
+                format!("`{}` is not a header name", s.auth_header),
+            )
+            .hint("write a header name such as `Authorization` or `X-Api-Key`"),
+        );
+    }
+    if s.timeout.is_zero() {
+        problems.push(
+            SettingsProblem::invalid("timeout", "the timeout is zero")
+                .hint("write a duration such as `10s`"),
+        );
+    }
+    problems
+}
+
+/// `http(s)://host[:port][/path]`, with no spaces.
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("it must start with http:// or https://")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("it holds spaces".into());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || host_port.starts_with('[') => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    if host.is_empty() {
+        return Err("it names no host".into());
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().map_or(true, |n| n == 0)
+    {
+        return Err(format!("`{p}` is not a port"));
+    }
+    Ok(())
+}
