@@ -66,6 +66,16 @@ pub fn check_settings(settings: &BTreeMap<String, serde_json::Value>) -> Vec<Set
 
 /// A [`ConfigError`] found by [`EmailConfig::check`] at its setting.
 fn located(e: &ConfigError) -> SettingsProblem {
+    if let ConfigError::Settings { message } = e
+        && message.starts_with("`host` is missing")
+    {
+        // Missing for SMTP only, so serde cannot say it: report it as the
+        // missing setting it is.
+        return SettingsProblem::missing("host").hint(
+            "add `host: smtp.shop.example`, or `transport: file` and `dir:` to write the \
+             messages as files",
+        );
+    }
     let text = e.to_string();
     // The messages start `plugins.email.<setting>: `; the path goes in the
     // problem, the plugin's real name in front of it.
@@ -88,6 +98,9 @@ fn located(e: &ConfigError) -> SettingsProblem {
         ),
         ConfigError::Settings { message } if message.starts_with("port") => {
             ("port".to_owned(), "write the SMTP port, e.g. 587")
+        }
+        ConfigError::Settings { message } if message.starts_with("`dir:`") => {
+            ("dir".to_owned(), "add `transport: file`, or remove `dir:`")
         }
         ConfigError::Settings { message } if message.starts_with("timeout") => {
             ("timeout".to_owned(), "write a duration such as `10s`")
