@@ -79,7 +79,8 @@ impl DueIndex {
 /// case, so one already due is kept and moved to `now`: it fires at the
 /// next tick. It is overdue when the event that changed the case came
 /// after it with no tick in between (`serve` handles events between its
-/// ticks), or when a clock starts inside its own warning window; dropping
+/// ticks), when a new team's calendar moves a business-time timeout into
+/// the past, or when a clock starts inside its own warning window; dropping
 /// it would leave the case in its state, or the team unwarned, for good.
 /// It fires at `now`, not at its due time, so a case's time never runs
 /// backwards. Promise checks recur while the promise is open, so only
