@@ -6,6 +6,7 @@ mod e2e;
 mod engine;
 mod http;
 mod inbound;
+mod random_workflows;
 mod reload;
 mod rule_tests;
 mod scenarios;
