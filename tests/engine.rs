@@ -261,3 +261,93 @@ proptest! {
         prop_assert_eq!(h.engine.outbox().unwrap().len(), outbox);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Timers that came due before the event that changed the case (found by
+// the random-workflow properties, `random_workflows.rs`)
+
+/// An engine on a one-file configuration, on a manual clock at `start`.
+fn engine_on(yaml: &str, start: &str) -> (Engine, Arc<ManualClock>) {
+    struct One(String);
+    impl casework::config::SourceReader for One {
+        fn read(&self, _: &std::path::Path) -> std::io::Result<String> {
+            Ok(self.0.clone())
+        }
+    }
+    let loaded = casework::config::load_with(&One(yaml.to_owned()), std::path::Path::new("c.yaml"))
+        .unwrap_or_else(|d| panic!("{d}"));
+    let (pack, rules) = casework::engine::Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"));
+    let clock = Arc::new(ManualClock::new(start.parse().unwrap()));
+    let engine = Engine::builder(pack, rules)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    (engine, clock)
+}
+
+fn message(id: &str, at: &str) -> Event {
+    Event::new(
+        id,
+        at.parse().unwrap(),
+        "customer.message",
+        Some(CaseId("C-1".into())),
+    )
+    .with("text", "hello")
+}
+
+/// A state's timeout that came due before an event reached the case, with
+/// no tick in between (`serve` handles events between its ticks), used to
+/// be dropped from the due-time index: the case then waited in the state
+/// forever. It fires at the next tick.
+#[test]
+fn a_timeout_overdue_when_an_event_arrives_still_fires() {
+    let (mut engine, clock) = engine_on(
+        "workflow:\n  states:\n    new: { initial: true, timeout: { after: 1h, to: done } }\n    done: { terminal: true }\n  transitions: []\n",
+        "2026-11-25T10:00:00+09:00",
+    );
+    engine
+        .handle(message("m1", "2026-11-25T10:00:00+09:00"))
+        .unwrap();
+    // 11:30: the timeout (11:00) is overdue and no tick has run yet.
+    let late: casework::Timestamp = "2026-11-25T11:30:00+09:00".parse().unwrap();
+    clock.set(late);
+    engine
+        .handle(message("m2", "2026-11-25T11:30:00+09:00"))
+        .unwrap();
+    assert!(
+        engine.next_due().is_some(),
+        "the overdue timeout was dropped"
+    );
+    engine.tick(late).unwrap();
+    let case = engine.case(&CaseId("C-1".into())).unwrap().unwrap();
+    assert_eq!(case.state.as_str(), "done");
+    // It fired when the engine could fire it, never before the event
+    // that came first: a case's time does not run backwards.
+    assert_eq!(case.state_since, late);
+    assert_eq!(engine.replay(&case.id).unwrap(), case);
+}
+
+/// An SLA clock that starts inside its own warning window (a 30-minute
+/// target with the default one-hour warning) is due to warn at once; that
+/// moment used to be dropped as "not after now", so the team was never
+/// warned. It warns at the next tick, before the breach.
+#[test]
+fn an_sla_clock_started_inside_its_warning_window_still_warns() {
+    let (mut engine, clock) = engine_on(
+        "calendars:\n  always: { timezone: UTC, hours: { mon: 00:00-24:00, tue: 00:00-24:00, wed: 00:00-24:00, thu: 00:00-24:00, fri: 00:00-24:00, sat: 00:00-24:00, sun: 00:00-24:00 } }\nworkflow:\n  sla: { calendar: always, first_reply: 30m }\n  states:\n    new: { initial: true }\n    done: { terminal: true }\n  transitions:\n    - { from: new, to: done, on: agent.resolve }\n",
+        "2026-11-25T10:00:00+09:00",
+    );
+    engine
+        .handle(message("m1", "2026-11-25T10:00:00+09:00"))
+        .unwrap();
+    let later: casework::Timestamp = "2026-11-25T10:10:00+09:00".parse().unwrap();
+    clock.set(later);
+    engine.tick(later).unwrap();
+    let case = engine.case(&CaseId("C-1".into())).unwrap().unwrap();
+    let first = case
+        .sla
+        .iter()
+        .find(|c| c.kind.as_str() == "first_reply")
+        .unwrap();
+    assert_eq!(first.status, casework::case::SlaStatus::Warned, "{first:?}");
+}

@@ -7,6 +7,7 @@ mod engine;
 mod http;
 mod inbound;
 mod mail_cli;
+mod random_workflows;
 mod reload;
 mod rule_tests;
 mod scenarios;

@@ -72,7 +72,20 @@ impl DueIndex {
     }
 }
 
-/// The moments after `now` at which `case` needs attention.
+/// The moments at which `case` needs attention, as of `now` (the case's
+/// last change).
+///
+/// A state timeout or an SLA warning or breach fires once and changes the
+/// case, so one already due is kept and moved to `now`: it fires at the
+/// next tick. It is overdue when the event that changed the case came
+/// after it with no tick in between (`serve` handles events between its
+/// ticks), when a new team's calendar moves a business-time timeout into
+/// the past, or when a clock starts inside its own warning window; dropping
+/// it would leave the case in its state, or the team unwarned, for good.
+/// It fires at `now`, not at its due time, so a case's time never runs
+/// backwards. Promise checks recur while the promise is open, so only
+/// those after `now` are kept (the step at `now` has just checked, and a
+/// promise past due is already broken).
 pub fn due_items(pack: &Pack, case: &Case, now: Timestamp) -> Vec<DueItem> {
     let mut items = Vec::new();
     if let Some(t) = pack.timeout_due(case) {
@@ -92,14 +105,17 @@ pub fn due_items(pack: &Pack, case: &Case, now: Timestamp) -> Vec<DueItem> {
             }
         }
     }
+    for (t, _) in &mut items {
+        *t = (*t).max(now);
+    }
     for p in case.promises.iter().filter(|p| p.status.is_open()) {
         let Some(due) = p.due_at() else { continue };
-        items.push((due, format!("promise:{}", p.id)));
-        for before in PROMISE_CHECKS_BEFORE {
-            items.push((due - before, format!("promise:{}", p.id)));
+        for t in std::iter::once(due).chain(PROMISE_CHECKS_BEFORE.iter().map(|b| due - *b)) {
+            if t > now {
+                items.push((t, format!("promise:{}", p.id)));
+            }
         }
     }
-    items.retain(|(t, _)| *t > now);
     items.sort();
     items.dedup();
     items
