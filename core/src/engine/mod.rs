@@ -52,6 +52,8 @@ pub struct Pack {
     /// Content hash of every file read, by path.
     hashes: HashMap<String, String>,
     staff: HashSet<String>,
+    /// Plugin name -> kind (`email` -> `email`, `mailer` -> `email`).
+    plugin_kinds: HashMap<String, String>,
 }
 
 /// First 16 hex digits of the SHA-256 of `text`: the content hash decision
@@ -145,6 +147,11 @@ impl Pack {
             })
             .map(|e| e.to_lowercase())
             .collect();
+        let plugin_kinds = def
+            .plugins
+            .iter()
+            .map(|(name, p)| (name.clone(), p.kind.clone()))
+            .collect();
         let pack = Pack {
             name: def.name.clone().unwrap_or_else(|| "casework".into()),
             timezone,
@@ -155,8 +162,15 @@ impl Pack {
             rule_files,
             hashes,
             staff,
+            plugin_kinds,
         };
         Ok((pack, rules.expect("no errors, so rules compiled")))
+    }
+
+    /// The kind of the plugin an action (`mailer.send`) goes to.
+    pub fn plugin_kind(&self, action: &str) -> Option<&str> {
+        let plugin = action.split_once('.').map_or(action, |(p, _)| p);
+        self.plugin_kinds.get(plugin).map(String::as_str)
     }
 
     pub fn has_team(&self, team: &str) -> bool {

@@ -1180,6 +1180,13 @@ impl Stepper<'_> {
                 {
                     params.insert("team".into(), json!(team));
                 }
+                // Mail to the customer unless the action names someone else.
+                if self.pack.plugin_kind(&def.action) == Some("email")
+                    && !params.contains_key("to")
+                    && let Some(email) = &self.case.customer.email
+                {
+                    params.insert("to".into(), json!(email));
+                }
                 let params = Value::Object(params);
                 self.record(
                     DecisionKind::Action {
