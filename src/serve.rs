@@ -49,6 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
 use casework_core::case::CaseId;
+use casework_core::diagnostic::{Diagnostic, Diagnostics};
 use casework_core::engine::{Engine, EngineError, Outcome};
 use casework_core::event::{Event, EventError};
 use casework_core::store::StoreError;
@@ -347,6 +348,26 @@ impl App {
     /// Fire the timers due now, then one outbox pass. The engine is
     /// locked to claim and to record each outcome, not while a plugin
     /// works, so requests are not held up by a slow warehouse.
+    /// Hot reload: read the rule files again and, if any changed, compile
+    /// them and swap the new version in between two events (see
+    /// [`crate::reload_rules`]); a file that does not compile is refused
+    /// and the version in force keeps running.
+    pub fn reload_rules(&self) -> Result<crate::Reload, Diagnostics> {
+        let engine = self.lock().map_err(|r| {
+            Diagnostics(vec![Diagnostic::error(
+                "serve::failed",
+                r.body["error"].as_str().unwrap_or("the server failed"),
+            )])
+        })?;
+        crate::reload_rules(&engine)
+    }
+
+    /// The version of the rules in force.
+    pub fn rules_version(&self) -> Option<String> {
+        let engine = self.lock().ok()?;
+        Some(engine.rules().current().hash().to_owned())
+    }
+
     pub fn background_pass(&self) -> Result<Pass, String> {
         let lock = || self.lock().map_err(|r| r.body["error"].to_string());
         let mut pass = Pass::default();

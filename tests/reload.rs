@@ -9,12 +9,12 @@ use casework::clock::ManualClock;
 use casework::engine::Engine;
 use casework::event::Event;
 
-use crate::util::{root, scratch};
+use crate::util::{copy_pack, scratch};
 
 #[test]
 fn rules_reload_from_disk_and_broken_files_are_refused() {
     let dir = scratch("reload");
-    copy_dir(&root().join("rules"), &dir);
+    copy_pack(&dir);
     let (pack, rules) =
         casework::load(Some(&dir.join("casework.yaml"))).expect("copied pack loads");
     let at = "2026-11-25T10:00:00+09:00".parse().unwrap();
@@ -57,22 +57,13 @@ fn rules_reload_from_disk_and_broken_files_are_refused() {
     assert_eq!(engine.rules().current().hash(), second);
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
 /// A case decided partly before and partly after a reload replays with
 /// the version that handled each event, also after a restart on the same
 /// database, when only the newest rules are on disk.
 #[test]
 fn replay_uses_the_rule_set_version_that_handled_each_event() {
     let dir = scratch("reload-replay");
-    copy_dir(&root().join("rules"), &dir);
+    copy_pack(&dir);
     let config = dir.join("casework.yaml");
     let db = dir.join("casework.db");
     let at: casework::Timestamp = "2026-11-25T10:00:00+09:00".parse().unwrap();

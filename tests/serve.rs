@@ -18,7 +18,7 @@ use casework::plugins::Plugins;
 use casework::serve::App;
 use serde_json::{Value, json};
 
-use crate::util::{root, scratch};
+use crate::util::{copy_pack, root, scratch};
 
 /// A running `casework serve` and its address.
 struct Server {
@@ -486,4 +486,71 @@ fn a_slow_plugin_does_not_hold_up_requests() {
     assert!(pass.outbox.done >= 1, "{pass:?}");
     let health = app.handle("GET", "/health", b"").body;
     assert!(health["outbox"]["done"].as_u64().unwrap() >= 1, "{health}");
+}
+
+/// Hot reload: a saved change to a rule file decides the next events
+/// without a restart; a broken save is refused and the version in force
+/// runs on.
+#[test]
+fn serve_reloads_changed_rules_and_refuses_broken_ones() {
+    let dir = scratch("serve-reload");
+    copy_pack(&dir);
+    let config = dir.join("casework.yaml");
+    let server = Server::start_with(Some(config.to_str().unwrap()), &dir.join("serve.db"), &[]);
+    let version = |server: &Server| {
+        let (_, health) = server.send("GET", "/health", "");
+        health["rules_hash"].as_str().unwrap().to_owned()
+    };
+    let team = |server: &Server, case: &str| {
+        let (_, body) = server.send("GET", &format!("/cases/{case}"), "");
+        body["case"]["assignment"]["team"].clone()
+    };
+    let first = version(&server);
+    assert_eq!(
+        server
+            .post(&message("r-1", "C-1", "I was charged twice").to_string())
+            .0,
+        202
+    );
+    assert_eq!(team(&server, "C-1"), "billing");
+
+    let route = dir.join("route.rhai");
+    let text = std::fs::read_to_string(&route).unwrap();
+    std::fs::write(
+        &route,
+        text.replacen(
+            "fn route(c, event) {",
+            "fn route(c, event) {\n    return #{ team: \"sales\", reason: \"reloaded\" };",
+            1,
+        ),
+    )
+    .unwrap();
+    let waited = std::time::Instant::now();
+    while version(&server) == first {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "serve did not reload the changed rule file"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = version(&server);
+    assert_eq!(
+        server
+            .post(&message("r-2", "C-2", "I was charged twice").to_string())
+            .0,
+        202
+    );
+    assert_eq!(team(&server, "C-2"), "sales", "the new version decides");
+
+    // A broken save: refused, the second version keeps deciding.
+    std::fs::write(&route, "fn route(c, event) { let x = ; }").unwrap();
+    std::thread::sleep(Duration::from_secs(5)); // two polls at the default 2s
+    assert_eq!(version(&server), second);
+    assert_eq!(
+        server
+            .post(&message("r-3", "C-3", "I was charged twice").to_string())
+            .0,
+        202
+    );
+    assert_eq!(team(&server, "C-3"), "sales");
 }

@@ -91,3 +91,14 @@ where
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Copy the default pack's files (`rules/*`, not its tests) into `to`,
+/// for tests that change rule files on disk.
+pub fn copy_pack(to: &Path) {
+    for entry in std::fs::read_dir(root().join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}

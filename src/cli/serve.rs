@@ -13,8 +13,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use casework::Reload;
 use casework::serve::{App, MAX_BODY};
 
 use super::run::{Opened, OutboxArgs, open};
@@ -38,6 +39,12 @@ pub struct Args {
     pub threads: usize,
     #[command(flatten)]
     pub outbox: OutboxArgs,
+    /// Look at the rule files this often and swap in a changed version
+    /// (hot reload; a file that does not compile is refused and the
+    /// version in force keeps running); 0s turns it off. The embedded
+    /// pack has no files to watch.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub reload_every: Duration,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -81,11 +88,17 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
             eprintln!("warning: SIGTERM/SIGINT will not stop the server cleanly: {e}");
         }
     }
+    // The embedded pack's rule paths are not files on disk.
+    let reload_every = if args.config.config.is_some() && !args.reload_every.is_zero() {
+        Some(args.reload_every)
+    } else {
+        None
+    };
     let background = {
         let (app, stop) = (app.clone(), stop.clone());
         std::thread::Builder::new()
             .name("timers-outbox".into())
-            .spawn(move || background(&app, &stop))
+            .spawn(move || background(&app, &stop, reload_every))
             .map_err(|e| format!("cannot start the background thread: {e}"))?
     };
 
@@ -114,9 +127,14 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Timers and the outbox, every 100 ms or at once while there is work.
-fn background(app: &App, stop: &AtomicBool) {
+/// Timers and the outbox, every 100 ms or at once while there is work;
+/// the rule files every `reload_every`.
+fn background(app: &App, stop: &AtomicBool, reload_every: Option<Duration>) {
+    let mut watch = reload_every.map(RuleWatch::new);
     while !stop.load(Ordering::SeqCst) {
+        if let Some(watch) = &mut watch {
+            watch.poll(app);
+        }
         match app.background_pass() {
             Ok(pass) => {
                 for f in &pass.outbox.failures {
@@ -129,5 +147,49 @@ fn background(app: &App, stop: &AtomicBool) {
             Err(e) => eprintln!("background: {e}"),
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Hot reload for `serve`: polls the rule files and says once what
+/// happened to each change.
+struct RuleWatch {
+    every: Duration,
+    last: Instant,
+    /// The last refusal printed, so a broken file is reported once, not
+    /// at every poll.
+    refused: Option<String>,
+}
+
+impl RuleWatch {
+    fn new(every: Duration) -> RuleWatch {
+        RuleWatch {
+            every,
+            last: Instant::now(),
+            refused: None,
+        }
+    }
+
+    fn poll(&mut self, app: &App) {
+        if self.last.elapsed() < self.every {
+            return;
+        }
+        self.last = Instant::now();
+        match app.reload_rules() {
+            Ok(Reload::Unchanged) => {}
+            Ok(Reload::Swapped(version)) => {
+                self.refused = None;
+                eprintln!("rules reloaded: version {version} decides from now on");
+            }
+            Err(diagnostics) => {
+                let text = diagnostics.to_string();
+                if self.refused.as_ref() != Some(&text) {
+                    let version = app.rules_version().unwrap_or_default();
+                    eprintln!(
+                        "rules not reloaded, version {version} keeps running; fix this and save again:\n{text}"
+                    );
+                    self.refused = Some(text);
+                }
+            }
+        }
     }
 }
