@@ -191,6 +191,26 @@ fn broken_missing_smtp_host() {
 }
 
 #[test]
+fn broken_action_params_misspelt() {
+    assert_broken(
+        "bad_action_params.yaml",
+        "workflow::bad-action-params",
+        15,
+        76,
+    );
+}
+
+#[test]
+fn broken_action_param_of_the_wrong_kind() {
+    assert_broken(
+        "bad_action_param_type.yaml",
+        "workflow::bad-action-params",
+        15,
+        45,
+    );
+}
+
+#[test]
 fn broken_unknown_plugin_setting() {
     assert_broken("unknown_setting.yaml", "plugin::unknown-setting", 6, 5);
 }
@@ -367,6 +387,8 @@ fn kinds_registered_in_rust_are_checked_like_built_in_ones() {
 #[test]
 fn every_fixture_has_a_test() {
     let tested = [
+        "bad_action_params",
+        "bad_action_param_type",
         "bad_smtp_port",
         "missing_host",
         "unknown_setting",

@@ -46,7 +46,7 @@ workflow:
       to: open
       actions:
         - action: warehouse.hold
-          params: {{ order: A-1001 }}
+          params: {{ order: A-1001, until: "2026-12-01" }}
     - from: open
       on: warehouse.held
       to: held

@@ -299,7 +299,7 @@ const ACTIONS: &[&str] = &[
     "{ action: case.tag, params: { tag: vip } }",
     "{ action: team.notify, params: { template: heads_up } }",
     "{ action: email.send, params: { template: notice } }",
-    "{ action: warehouse.hold, params: { until: \"2027-01-05\" } }",
+    "{ action: warehouse.hold, params: { order: O-1, until: \"2027-01-05\" } }",
     "{ action: carrier.track }",
 ];
 

@@ -30,12 +30,14 @@ use crate::diagnostic::{Diagnostic, Diagnostics, Severity};
 use crate::yaml::LocationIndex;
 
 mod kinds;
+mod params;
 mod signature;
 
 pub use kinds::{
     KindCatalog, KindInfo, SettingsCheck, SettingsProblem, SettingsValidator, is_env_name,
     read_settings, read_value,
 };
+pub use params::{ActionParams, ParamKind, ParamSpec};
 pub use signature::{
     SignatureError, SignatureFormat, WEBHOOK_SIGNATURE, WebhookSignature, WebhookVerifier,
 };
@@ -114,6 +116,9 @@ impl fmt::Display for PluginKind {
 pub struct ActionCatalog {
     /// Plugin name -> (kind, actions offered).
     plugins: BTreeMap<String, (String, BTreeSet<String>)>,
+    /// `plugin.action` -> what its parameters must be, for the actions
+    /// whose kind declares it.
+    params: BTreeMap<String, ActionParams>,
     /// Event kinds the configured plugins' kinds produce.
     events: BTreeSet<String>,
     /// Plugins written with their `kind` alone, whose kind needs settings:
@@ -220,6 +225,13 @@ impl ActionCatalog {
             }
             let mut offered: BTreeSet<String> = kind.offered_actions().iter().cloned().collect();
             offered.extend(actions);
+            for action in &offered {
+                if let Some(schema) = kind.action_params(action) {
+                    catalog
+                        .params
+                        .insert(format!("{name}.{action}"), schema.clone());
+                }
+            }
             catalog
                 .plugins
                 .insert(name.clone(), (def.kind.clone(), offered));
@@ -251,6 +263,17 @@ impl ActionCatalog {
         self.plugins
             .get(plugin)
             .is_some_and(|(_, actions)| actions.contains(act))
+    }
+
+    /// What the parameters of `action` (`plugin.action`) must be, when its
+    /// kind says.
+    pub fn params(&self, action: &str) -> Option<&ActionParams> {
+        self.params.get(action)
+    }
+
+    /// Every action with a parameter schema, by `plugin.action`.
+    pub fn all_params(&self) -> &BTreeMap<String, ActionParams> {
+        &self.params
     }
 
     /// The kind of the plugin called `name`.

@@ -181,8 +181,48 @@ fn check_actions(
                 .at(index.value(&p).or_else(|| index.nearest(&p)))
                 .hint(catalog.hint_for(&action.action)),
             );
+        } else if let Some(schema) = catalog.params(&action.action) {
+            for problem in schema.problems(&action.params) {
+                let p = format!("{path}[{j}].params");
+                let at = action
+                    .params
+                    .keys()
+                    .find(|k| problem.starts_with(&format!("`{k}` ")))
+                    .and_then(|k| index.value(&format!("{p}.{k}")))
+                    .or_else(|| index.value(&p))
+                    .or_else(|| index.value(&format!("{path}[{j}].action")));
+                diags.push(
+                    Diagnostic::error(
+                        "workflow::bad-action-params",
+                        format!("action `{}`: {problem}", action.action),
+                    )
+                    .at(at)
+                    .hint(schema_hint(schema)),
+                );
+            }
         }
     }
+}
+
+/// What an action takes, for a hint.
+fn schema_hint(schema: &crate::plugin::ActionParams) -> String {
+    let list: Vec<String> = schema
+        .params
+        .iter()
+        .map(|p| {
+            format!(
+                "`{}` ({}{})",
+                p.name,
+                p.kind,
+                if p.required { ", required" } else { "" }
+            )
+        })
+        .collect();
+    let mut hint = format!("it takes {}", list.join(", "));
+    if schema.open {
+        hint.push_str(", and any other parameter as a template variable");
+    }
+    hint
 }
 
 impl Workflow {

@@ -27,6 +27,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{DirectoryDef, LoadedConfig};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::{Event, EventError, EventId};
+use crate::plugin::ActionParams;
 use crate::rules::{CustomerStats, RuleSet, Rules};
 use crate::store::{Accepted, Batch, Commit, MemoryStore, Rejected, Store, StoreError};
 use crate::workflow::{Transition, Workflow};
@@ -54,6 +55,8 @@ pub struct Pack {
     staff: HashSet<String>,
     /// Plugin name -> kind (`email` -> `email`, `mailer` -> `email`).
     plugin_kinds: HashMap<String, String>,
+    /// What each plugin action's parameters must be, where its kind says.
+    action_params: BTreeMap<String, ActionParams>,
 }
 
 /// First 16 hex digits of the SHA-256 of `text`: the content hash decision
@@ -71,6 +74,7 @@ impl Pack {
             sources,
             rule_files,
             workflow,
+            actions,
             ..
         } = loaded;
         let mut diags = Diagnostics::default();
@@ -163,8 +167,15 @@ impl Pack {
             hashes,
             staff,
             plugin_kinds,
+            action_params: actions.all_params().clone(),
         };
         Ok((pack, rules.expect("no errors, so rules compiled")))
+    }
+
+    /// What the parameters of `action` (`warehouse.hold`) must be, when
+    /// its plugin's kind says.
+    pub fn action_params(&self, action: &str) -> Option<&ActionParams> {
+        self.action_params.get(action)
     }
 
     /// The kind of the plugin an action (`mailer.send`) goes to.

@@ -1187,6 +1187,34 @@ impl Stepper<'_> {
                 {
                     params.insert("to".into(), json!(email));
                 }
+                // An action its plugin could not carry out fails here, at
+                // its cause, not later in the outbox.
+                if let Some(schema) = self.pack.action_params(&def.action) {
+                    let problems = schema.problems(&params);
+                    if !problems.is_empty() {
+                        let message = format!(
+                            "action {} asked by {by} has bad parameters: {}",
+                            def.action,
+                            problems.join("; ")
+                        );
+                        self.record_error(
+                            "action::bad-params",
+                            message.clone(),
+                            "not requested; a person takes it over (task action_failed)",
+                            rule.clone(),
+                        );
+                        let task = ActionDef {
+                            action: "task.create".into(),
+                            params: serde_json::Map::from_iter([
+                                ("kind".to_owned(), json!("action_failed")),
+                                ("due_in".to_owned(), json!("1h")),
+                                ("reason".to_owned(), json!(message)),
+                            ]),
+                        };
+                        self.request(&task, by, rule);
+                        return;
+                    }
+                }
                 let params = Value::Object(params);
                 self.record(
                     DecisionKind::Action {
@@ -1335,6 +1363,78 @@ plugins:
             .into_result()
             .unwrap_or_else(|d| panic!("{d}"));
         Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    /// A rule asking for a hold "until soon": no such action reaches the
+    /// outbox, the rule is named in an error, and a person gets a task.
+    #[test]
+    fn a_rule_action_with_bad_parameters_becomes_an_error_and_a_task() {
+        const CONFIG: &str = r#"
+name: bad-action
+timezone: Asia/Tokyo
+workflow:
+  states:
+    open: { initial: true }
+    done: { terminal: true }
+  transitions:
+    - { from: open, on: agent.close, to: done }
+plugins:
+  warehouse: { kind: warehouse }
+rules:
+  files: [promise.rhai]
+"#;
+        const RULE: &str = r#"
+fn check_promise(p, c, now) {
+    #{ status: "at_risk", reason: "the warehouse ships early",
+       actions: [#{ action: "warehouse.hold", params: #{ order: "O-1", "until": "soon" } }] }
+}
+"#;
+        let reader = MemoryReader::new([("p/casework.yaml", CONFIG), ("p/promise.rhai", RULE)]);
+        let loaded = check_with(&reader, Path::new("p/casework.yaml"))
+            .into_result()
+            .unwrap_or_else(|d| panic!("{d}"));
+        let (pack, rules) = Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"));
+        let id = CaseId::from("C-1");
+        let now = at("2026-12-07T10:00:00+09:00");
+        let promise = Event::new("e1", now, "agent.promise", Some(id.clone()))
+            .with("agent", "emi")
+            .with(
+                "promise",
+                json!({"id": "P-1", "kind": "deliver_on", "date": "2027-01-06", "order": "O-1"}),
+            );
+        let s = step(
+            &pack,
+            &rules,
+            None,
+            &id,
+            &promise,
+            now,
+            &CustomerStats::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.actions.is_empty(), "{:?}", s.actions);
+        let error = s
+            .decisions
+            .iter()
+            .find(|d| d.kind_name() == "error")
+            .expect("an error decision");
+        let DecisionKind::Error {
+            error: code,
+            message,
+            ..
+        } = &error.what
+        else {
+            unreachable!()
+        };
+        assert_eq!(code, "action::bad-params");
+        assert!(
+            message.contains("`until` must be a date like 2027-01-05, not \"soon\""),
+            "{message}"
+        );
+        assert_eq!(error.rule.as_ref().unwrap().name, "check_promise");
+        let task = s.case.tasks.last().expect("a task for a person");
+        assert_eq!(task.kind, "action_failed");
+        assert!(task.reason.contains("warehouse.hold"), "{}", task.reason);
     }
 
     #[test]

@@ -53,6 +53,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::params::{ActionParams, ParamKind, ParamSpec};
 use crate::diagnostic::Severity;
 
 /// One problem with a plugin's settings, at a path under the plugin.
@@ -195,6 +196,7 @@ pub struct KindInfo {
     events: Vec<String>,
     webhooks: bool,
     validator: Option<SettingsValidator>,
+    params: BTreeMap<String, ActionParams>,
 }
 
 impl fmt::Debug for KindInfo {
@@ -204,6 +206,7 @@ impl fmt::Debug for KindInfo {
             .field("actions", &self.actions)
             .field("events", &self.events)
             .field("webhooks", &self.webhooks)
+            .field("params", &self.params)
             .field("validates_settings", &self.validator.is_some())
             .finish()
     }
@@ -219,6 +222,7 @@ impl KindInfo {
             events: Vec::new(),
             webhooks: false,
             validator: None,
+            params: BTreeMap::new(),
         }
     }
 
@@ -234,6 +238,18 @@ impl KindInfo {
     pub fn events<S: Into<String>>(mut self, events: impl IntoIterator<Item = S>) -> Self {
         self.events = events.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// What the parameters of `action` (`hold`) must be; `check` holds the
+    /// workflow's actions to it and the engine the rules' actions.
+    pub fn params(mut self, action: impl Into<String>, params: ActionParams) -> Self {
+        self.params.insert(action.into(), params);
+        self
+    }
+
+    /// The parameter schema of `action`, if the kind declares one.
+    pub fn action_params(&self, action: &str) -> Option<&ActionParams> {
+        self.params.get(action)
     }
 
     /// It takes webhooks (`POST /webhooks/{plugin}`), so its plugins may
@@ -302,6 +318,9 @@ impl KindCatalog {
         let mut c = Self::empty();
         for kind in PluginKind::ALL {
             let mut info = KindInfo::new(kind.as_str()).actions(kind.actions().iter().copied());
+            for (action, params) in builtin_params(*kind) {
+                info = info.params(action, params);
+            }
             info = match kind {
                 PluginKind::Warehouse => info.webhooks(true).events(
                     [
@@ -337,6 +356,78 @@ impl KindCatalog {
     /// Kind names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.kinds.keys().map(String::as_str)
+    }
+}
+
+/// What the built-in kinds' actions take (the engine adds `case` to every
+/// action, a notice's `team` from the case's assignment and an e-mail's
+/// `to` from the customer, so those are optional here).
+fn builtin_params(kind: super::PluginKind) -> Vec<(&'static str, ActionParams)> {
+    use super::PluginKind;
+    use ParamKind::{Any, Date, Text};
+    let req = ParamSpec::required;
+    let opt = ParamSpec::optional;
+    match kind {
+        PluginKind::Warehouse => vec![
+            (
+                "hold",
+                ActionParams::new([
+                    req("order", Text),
+                    req("until", Date),
+                    opt("promise", Text),
+                    opt("reason", Text),
+                ]),
+            ),
+            (
+                "release",
+                ActionParams::new([req("order", Text), opt("reason", Text)]),
+            ),
+            (
+                "ship_on",
+                ActionParams::new([req("order", Text), req("date", Date), opt("reason", Text)]),
+            ),
+            (
+                "track",
+                ActionParams::new([opt("order", Text), opt("tracking", Text)]),
+            ),
+        ],
+        PluginKind::Carrier => vec![
+            (
+                "reschedule",
+                ActionParams::new([
+                    req("deliver_on", Date),
+                    opt("order", Text),
+                    opt("tracking", Text),
+                    opt("promise", Text),
+                    opt("reason", Text),
+                ]),
+            ),
+            (
+                "track",
+                ActionParams::new([opt("order", Text), opt("tracking", Text)]),
+            ),
+        ],
+        // Every other parameter is a template variable.
+        PluginKind::Email => vec![(
+            "send",
+            ActionParams::new([
+                req("template", Text),
+                opt("to", Text),
+                opt("in_reply_to", Any),
+            ])
+            .open(),
+        )],
+        PluginKind::Notify => vec![(
+            "notify",
+            ActionParams::new([
+                opt("team", Text),
+                opt("agent", Text),
+                opt("text", Text),
+                opt("template", Text),
+            ])
+            .open(),
+        )],
+        PluginKind::Process => Vec::new(),
     }
 }
 
