@@ -25,8 +25,11 @@ use casework::event::Event;
 use casework::pack;
 use casework::scenario::Scenario;
 
+/// A target: takes the fuzzer's bytes, returns or panics.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name `cargo fuzz run` and `scripts/fuzz` use.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("event", event),
     ("config", config),
     ("rules", rules),
@@ -35,7 +38,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
