@@ -4,6 +4,10 @@
 mod check;
 mod e2e;
 mod engine;
+// The fuzz targets' bodies, shared with fuzz/ (see fuzz/src/checks.rs).
+#[path = "../fuzz/src/checks.rs"]
+mod fuzz_checks;
+mod fuzz_regressions;
 mod http;
 mod inbound;
 mod mail_cli;
