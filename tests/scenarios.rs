@@ -59,3 +59,24 @@ fn runaway_rules_are_stopped_and_the_case_goes_on() {
     let failures = run.check(&scenario.def.expect);
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// `casework simulate … | head -1`: the reader goes away, and the command
+/// ends quietly (exit 0, no panic), as Unix tools do.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_casework"))
+        .args(["simulate", "examples/scenarios/shuffleboard.yaml"])
+        .current_dir(crate::util::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end at once: every line the command writes (it
+    // writes one at a time) finds the pipe closed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

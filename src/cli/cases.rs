@@ -48,18 +48,18 @@ pub fn run(args: Args) -> ExitCode {
             if args.at_risk && !at_risk(&case) {
                 continue;
             }
-            println!("{}", super::run::case_line(&case));
+            out!("{}", super::run::case_line(&case));
             shown += 1;
         }
         Ok(shown)
     })();
     match result {
         Ok(0) if args.at_risk => {
-            println!("no case at risk");
+            out!("no case at risk");
             ExitCode::SUCCESS
         }
         Ok(0) => {
-            println!("no cases yet");
+            out!("no cases yet");
             ExitCode::SUCCESS
         }
         Ok(_) => ExitCode::SUCCESS,

@@ -37,7 +37,7 @@ pub fn run(args: Args) -> ExitCode {
         1 => ", 1 warning".to_owned(),
         n => format!(", {n} warnings"),
     };
-    println!(
+    out!(
         "{shown}: ok: {} states, {} transitions, {} teams, {} rule files{warned}",
         wf.states().count(),
         wf.transitions().len(),
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> ExitCode {
     );
     // Declared with their kind alone: not a mistake, but they cannot run.
     for (name, needs) in loaded.actions.not_configured() {
-        println!(
+        out!(
             "  plugin `{name}` is not configured yet ({needs}): its actions will wait in the outbox"
         );
     }

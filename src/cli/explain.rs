@@ -28,14 +28,14 @@ pub fn run(args: Args) -> ExitCode {
     };
     match run.engine().explain(&CaseId(args.case.clone())) {
         Ok(story) if args.json => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&story).expect("cases serialize")
             );
             ExitCode::SUCCESS
         }
         Ok(story) => {
-            print!("{story}");
+            out_raw!("{story}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -31,6 +31,6 @@ pub fn run(args: Args) -> ExitCode {
         Format::Dot => loaded.workflow.to_dot(),
         Format::Mermaid => loaded.workflow.to_mermaid(),
     };
-    print!("{text}");
+    out_raw!("{text}");
     ExitCode::SUCCESS
 }

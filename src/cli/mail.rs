@@ -309,12 +309,12 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
                     Ok(Some(c)) => landed(mail, event, &c),
                     _ => format!("landed on {case}"),
                 };
-                println!("{}: {line}", item.shown);
+                out!("{}: {line}", item.shown);
                 cases.insert(case);
             }
             Ok(Outcome::Duplicate) => {
                 duplicate += 1;
-                println!(
+                out!(
                     "{}: already received as event {}; nothing changed",
                     item.shown, event.id
                 );
@@ -367,8 +367,8 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
         ran = Some(report);
     }
 
-    println!();
-    println!(
+    out!();
+    out!(
         "{} message(s) into {} ({}): {accepted} accepted, {duplicate} duplicate, {rejected} rejected, {bad} unreadable",
         items.len(),
         opened.db.display(),
@@ -377,7 +377,7 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
     let mut waiting = 0;
     for id in &cases {
         if let Ok(Some(case)) = engine.case(id) {
-            println!("{}", case_line(&case));
+            out!("{}", case_line(&case));
         }
         waiting += engine
             .store()
@@ -392,13 +392,13 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
             .unwrap_or(0);
     }
     if let Some(o) = &ran {
-        println!(
+        out!(
             "actions run: {} attempts, {} done, {} retried, {} given up",
             o.attempts, o.done, o.retried, o.gave_up
         );
     }
     if waiting > 0 {
-        println!(
+        out!(
             "{waiting} action(s) wait in the outbox: `casework run` or `casework serve` executes them (or pass --actions)"
         );
     }

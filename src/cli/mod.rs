@@ -13,6 +13,39 @@ use casework::config::{CheckReport, LoadedConfig};
 use casework::diagnostic::{Diagnostic, Diagnostics, Severity, SourceFile};
 use clap::{Parser, Subcommand};
 
+/// `println!` for command output. A reader that goes away (`casework
+/// simulate … | head`) ends the command quietly instead of a panic; any
+/// other write error is reported.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::cli::stdout_failed(&e);
+        }
+    }};
+}
+
+/// `print!` for command output, as [`out!`].
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            $crate::cli::stdout_failed(&e);
+        }
+    }};
+}
+
+/// The output could not be written: a closed pipe ends the command as
+/// `head` expects (exit 0, what was read was all that was wanted);
+/// anything else is an error.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write the output: {e}");
+    std::process::exit(1);
+}
+
 pub mod cases;
 pub mod check;
 pub mod explain;

@@ -508,13 +508,13 @@ fn summary(
 ) -> Result<(), String> {
     let store = engine.store();
     let err = |e: casework::store::StoreError| e.to_string();
-    println!(
+    out!(
         "read {} lines from {source} into {} ({})",
         tally.lines,
         db.display(),
         if fresh { "new" } else { "existing" }
     );
-    println!(
+    out!(
         "events: {} accepted, {} duplicate, {} rejected; {} timers fired",
         tally.accepted,
         tally.duplicate,
@@ -522,15 +522,15 @@ fn summary(
         tally.timers
     );
     for r in &tally.rejected {
-        println!("  rejected {r}");
+        out!("  rejected {r}");
     }
-    println!();
+    out!();
     if tally.cases.is_empty() {
-        println!("no case changed in this run (`casework cases` lists them all)");
+        out!("no case changed in this run (`casework cases` lists them all)");
     }
     for id in &tally.cases {
         if let Some(case) = store.load(id).map_err(err)? {
-            println!("{}", case_line(&case));
+            out!("{}", case_line(&case));
             let pending: Vec<String> = store
                 .outbox()
                 .map_err(err)?
@@ -539,14 +539,14 @@ fn summary(
                 .map(|e| format!("{} {}", e.action.action, e.status))
                 .collect();
             if !pending.is_empty() {
-                println!("{:<10} actions: {}", "", pending.join(", "));
+                out!("{:<10} actions: {}", "", pending.join(", "));
             }
         }
     }
-    println!();
+    out!();
     let counts = store.outbox_counts().map_err(err)?;
     let o = &tally.outbox;
-    println!(
+    out!(
         "actions: {} done, {} pending, {} failed (given up) in the store; this run: {} attempts, {} done, {} retried, {} given up",
         counts.done, counts.pending, counts.gave_up, o.attempts, o.done, o.retried, o.gave_up
     );
@@ -559,7 +559,7 @@ fn summary(
         }
     }
     if !not_run.is_empty() {
-        println!("not executed (left pending, not failed):");
+        out!("not executed (left pending, not failed):");
         for (plugin, n) in not_run {
             let why = runner
                 .plugins()
@@ -567,7 +567,7 @@ fn summary(
                 .get(plugin)
                 .map(|u| format!("plugin `{plugin}` (kind {}): {}", u.kind, u.reason))
                 .unwrap_or_else(|| format!("no plugin named `{plugin}` is configured"));
-            println!("  {n} action(s) of {why}");
+            out!("  {n} action(s) of {why}");
         }
     }
     Ok(())

@@ -102,7 +102,7 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
             .map_err(|e| format!("cannot start the background thread: {e}"))?
     };
 
-    println!("listening on {}", server.server_addr());
+    out!("listening on {}", server.server_addr());
     eprintln!(
         "store {} ({}); POST /events, POST /webhooks/{{plugin}}, GET /health, GET /cases/{{id}}",
         db.display(),

@@ -38,12 +38,12 @@ pub fn run(args: Args) -> ExitCode {
         Ok(Some(case)) => {
             let story = Explanation::new(case);
             if args.json {
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&story).unwrap_or_default()
                 );
             } else {
-                print!("{story}");
+                out_raw!("{story}");
             }
             ExitCode::SUCCESS
         }

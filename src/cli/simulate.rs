@@ -26,15 +26,15 @@ pub fn run(args: Args) -> ExitCode {
     };
     for entry in &run.timeline {
         if args.json {
-            println!("{}", entry.to_json());
+            out!("{}", entry.to_json());
             continue;
         }
         match entry {
             Entry::Decision(d) => {
-                println!("{}  {:<6} {}", d.at.to_rfc3339(), d.case, describe(d));
+                out!("{}  {:<6} {}", d.at.to_rfc3339(), d.case, describe(d));
             }
             Entry::Rejected(r) => {
-                println!(
+                out!(
                     "{}  REJECTED {}: {}",
                     r.at.to_rfc3339(),
                     r.event.id,

@@ -22,7 +22,7 @@ pub fn run(args: Args) -> ExitCode {
         let scenario = match Scenario::load(file) {
             Ok(s) => s,
             Err(e) => {
-                println!("FAIL {name}\n  {e}");
+                out!("FAIL {name}\n  {e}");
                 failed += 1;
                 continue;
             }
@@ -30,7 +30,7 @@ pub fn run(args: Args) -> ExitCode {
         let run = match scenario.run() {
             Ok(r) => r,
             Err(e) => {
-                println!("FAIL {name}\n  {e}");
+                out!("FAIL {name}\n  {e}");
                 failed += 1;
                 continue;
             }
@@ -38,24 +38,24 @@ pub fn run(args: Args) -> ExitCode {
         let failures = run.check(&scenario.def.expect);
         let n = scenario.def.expect.len();
         if failures.is_empty() {
-            println!("ok   {name} ({n} expectations)");
+            out!("ok   {name} ({n} expectations)");
             passed += 1;
             continue;
         }
         failed += 1;
-        println!(
+        out!(
             "FAIL {name} ({} of {n} expectations failed)",
             failures.len()
         );
         for f in failures {
-            println!(
+            out!(
                 "  expect #{} (case {}, by {}):",
                 f.index,
                 f.expectation.case,
                 f.at.to_rfc3339()
             );
             for p in f.problems {
-                println!("    - {p}");
+                out!("    - {p}");
             }
         }
         for entry in run
@@ -64,16 +64,16 @@ pub fn run(args: Args) -> ExitCode {
             .filter(|e| matches!(e, Entry::Rejected(_)))
         {
             if let Entry::Rejected(r) = entry {
-                println!("  note: event {} was rejected: {}", r.event.id, r.error);
+                out!("  note: event {} was rejected: {}", r.event.id, r.error);
             }
         }
         if args.verbose {
             for entry in &run.timeline {
-                println!("    | {}", entry.to_json());
+                out!("    | {}", entry.to_json());
             }
         }
     }
-    println!("\nscenarios: {passed} passed, {failed} failed");
+    out!("\nscenarios: {passed} passed, {failed} failed");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
