@@ -3,14 +3,20 @@
 //!
 //! 1. end-to-end events per second in memory with the default pack on
 //!    100,000 cases (four events each: a message, a delivery promise, a
-//!    shipping plan that puts the promise at risk, a carrier ETA);
+//!    shipping plan that puts the promise at risk, a carrier ETA), handed
+//!    to the engine in batches of `BATCH` (200) events as they arrive;
 //! 2. the same rule calls (route + urgency + check_promise per open
 //!    promise) on the same cases, without the engine around them, so the
 //!    engine's own overhead shows as a ratio;
-//! 3. `tick` with 1,000,000 open promises of which 1,000 are due.
+//! 3. the same events, the same batches, into a SQLite file (WAL,
+//!    `synchronous=FULL`) with group commit: one transaction, one sync,
+//!    per batch;
+//! 4. `tick` with 1,000,000 open promises of which 1,000 are due.
 //!
 //! `cargo bench --bench engine` (release build). `CASES=10000` and
-//! `PROMISES=100000` make it quicker.
+//! `PROMISES=100000` make it quicker. Besides the table it prints one
+//! machine-readable line per figure, `BENCH <key> <value> <unit> <label>`,
+//! which `scripts/bench` collects.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -23,7 +29,7 @@ use casework::engine::{Engine, Outcome};
 use casework::event::Event;
 use casework::promise::{Promise, PromiseSpec};
 use casework::rules::{CustomerStats, RuleInput};
-use casework::store::{Accepted, Commit, MemoryStore, Store};
+use casework::store::{Accepted, Commit, MemoryStore, SqliteStore, Store};
 use chrono::Duration as Span;
 use serde_json::json;
 
@@ -93,35 +99,60 @@ fn per_second(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn main() {
-    let cases = env("CASES", 100_000);
-    let promises = env("PROMISES", 1_000_000);
-    let due = env("DUE", 1_000);
-    println!(
-        "casework engine benchmark ({cases} cases; tick over {promises} promises, {due} due)\n"
-    );
-
-    // 1. End to end, in memory.
-    let (pack, rules) = casework::load(None).expect("default pack");
-    let clock = Arc::new(ManualClock::new(start()));
-    let mut engine = Engine::builder(pack, rules)
-        .clock(clock.clone())
-        .build()
-        .unwrap();
+/// Every case's events, in the order they happen.
+fn all_events(cases: usize) -> Vec<Event> {
     let mut events: Vec<Event> = (0..cases)
         .flat_map(|i| case_events(i, start() + Span::seconds(i as i64)))
         .collect();
     events.sort_by_key(|e| e.at);
-    let n = events.len();
-    let began = Instant::now();
+    events
+}
+
+/// Feed `events` to a fresh engine on `store`, `batch` at a time, each
+/// batch at the time of its last event (as a front end that collects
+/// what arrived and commits it together would). Returns the engine, the
+/// time taken and the number of decisions recorded.
+fn run(store: Box<dyn Store>, events: Vec<Event>, batch: usize) -> (Engine, Duration, usize) {
+    let (pack, rules) = casework::load(None).expect("default pack");
+    let clock = Arc::new(ManualClock::new(start()));
+    let mut engine = Engine::builder(pack, rules)
+        .clock(clock.clone())
+        .store(store)
+        .build()
+        .unwrap();
+    let mut events = events.into_iter().peekable();
     let mut decisions = 0usize;
-    for e in events {
-        let at = e.at;
-        if let Outcome::Handled { decisions: d, .. } = engine.handle_at(e, at).unwrap() {
-            decisions += d.len();
+    let began = Instant::now();
+    while events.peek().is_some() {
+        let chunk: Vec<Event> = events.by_ref().take(batch).collect();
+        clock.set(chunk[chunk.len() - 1].at);
+        for outcome in engine.handle_batch(chunk).unwrap() {
+            if let Ok(Outcome::Handled { decisions: d, .. }) = outcome {
+                decisions += d.len();
+            }
         }
     }
-    let engine_time = began.elapsed();
+    (engine, began.elapsed(), decisions)
+}
+
+/// One machine-readable figure for `scripts/bench`.
+fn bench_line(key: &str, value: f64, unit: &str, label: &str) {
+    println!("BENCH {key} {value:.3} {unit} {label}");
+}
+
+fn main() {
+    let cases = env("CASES", 100_000);
+    let promises = env("PROMISES", 1_000_000);
+    let due = env("DUE", 1_000);
+    let batch = env("BATCH", 200).max(1);
+    println!(
+        "casework engine benchmark ({cases} cases, batches of {batch}; tick over {promises} promises, {due} due)\n"
+    );
+
+    // 1. End to end, in memory.
+    let (engine, engine_time, decisions) =
+        run(Box::new(MemoryStore::new()), all_events(cases), batch);
+    let n = cases * 4;
     let engine_rate = per_second(n, engine_time);
 
     // 2. The same rule calls the engine made for those events (route on
@@ -161,7 +192,20 @@ fn main() {
     drop(loaded);
     drop(engine);
 
-    // 3. tick over a million open promises.
+    // 3. The same events into SQLite, group commit.
+    let dir = std::env::temp_dir().join(format!("casework-engine-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = SqliteStore::open(dir.join("bench.db")).unwrap();
+    let (engine, sqlite_time, sqlite_decisions) = run(Box::new(sqlite), all_events(cases), batch);
+    let sqlite_rate = per_second(n, sqlite_time);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        sqlite_decisions, decisions,
+        "the SQLite run decides as the in-memory one"
+    );
+
+    // 4. tick over a million open promises.
     let (pack, rules) = casework::load(None).expect("default pack");
     let t0 = start();
     let mut store = MemoryStore::new();
@@ -213,22 +257,27 @@ fn main() {
     let idle = engine.tick(t0 + Span::hours(2)).unwrap().len();
     let idle_time = began.elapsed();
 
+    let us_per = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n.max(1) as f64;
     println!("| measurement | result |");
     println!("|---|---|");
     println!(
         "| engine, end to end in memory ({n} events, {cases} cases, {decisions} decisions) | {:.0} events/s ({:.1} µs/event) |",
         engine_rate,
-        engine_time.as_secs_f64() * 1e6 / n as f64
+        us_per(engine_time, n)
     );
     println!(
         "| the same rule calls, bare (no engine around them) | {:.0} events/s ({:.1} µs/event) |",
         rules_rate,
-        rules_time.as_secs_f64() * 1e6 / (ids.len() * 4) as f64
+        us_per(rules_time, ids.len() * 4)
     );
     println!(
         "| engine time / bare rule time, per event | {:.2} |",
-        (engine_time.as_secs_f64() / n as f64)
-            / (rules_time.as_secs_f64() / (ids.len() * 4) as f64)
+        us_per(engine_time, n) / us_per(rules_time, ids.len() * 4)
+    );
+    println!(
+        "| engine, end to end in SQLite, group commit of {batch} | {:.0} events/s ({:.1} µs/event) |",
+        sqlite_rate,
+        us_per(sqlite_time, n)
     );
     println!(
         "| seeding {promises} cases with an open promise (store only) | {:.2} s |",
@@ -241,11 +290,54 @@ fn main() {
     println!(
         "| tick with {promises} open promises, {fired} due | {:.1} ms ({:.1} µs per due promise) |",
         tick_time.as_secs_f64() * 1e3,
-        tick_time.as_secs_f64() * 1e6 / fired.max(1) as f64
+        us_per(tick_time, fired)
     );
     println!(
         "| tick with {promises} open promises, {idle} due | {:.3} ms |",
         idle_time.as_secs_f64() * 1e3
+    );
+    println!();
+    bench_line(
+        "e2e.memory",
+        engine_rate,
+        "events/s",
+        &format!("engine end to end, in memory ({n} events, batches of {batch})"),
+    );
+    bench_line(
+        "e2e.sqlite",
+        sqlite_rate,
+        "events/s",
+        &format!("engine end to end, SQLite, group commit of {batch}"),
+    );
+    bench_line(
+        "rules.bare",
+        rules_rate,
+        "events/s",
+        "the same rule calls, bare (no engine around them)",
+    );
+    bench_line(
+        "index.rebuild",
+        index_time.as_secs_f64() * 1e3,
+        "ms",
+        &format!("due-time index rebuilt at start ({timers} timers)"),
+    );
+    bench_line(
+        "tick.due",
+        tick_time.as_secs_f64() * 1e3,
+        "ms",
+        &format!("tick, {promises} open promises, {fired} due"),
+    );
+    bench_line(
+        "tick.idle",
+        idle_time.as_secs_f64() * 1e3,
+        "ms",
+        &format!("tick, {promises} open promises, {idle} due"),
+    );
+    bench_line(
+        "tick.fired",
+        fired as f64,
+        "promises",
+        "promises the tick fired",
     );
     assert_eq!(fired, due, "every due promise fires once");
 }
