@@ -42,6 +42,12 @@
 //! ```
 pub use casework_core::*;
 
+/// The README's Rust examples compile (`cargo test --doc`), so the page a
+/// newcomer starts from cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod outbox;
 pub mod pack;
 pub mod plugins;

@@ -316,7 +316,8 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
                 duplicate += 1;
                 out!(
                     "{}: already received as event {}; nothing changed",
-                    item.shown, event.id
+                    item.shown,
+                    event.id
                 );
             }
             Err(e) => {
@@ -394,7 +395,10 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
     if let Some(o) = &ran {
         out!(
             "actions run: {} attempts, {} done, {} retried, {} given up",
-            o.attempts, o.done, o.retried, o.gave_up
+            o.attempts,
+            o.done,
+            o.retried,
+            o.gave_up
         );
     }
     if waiting > 0 {

@@ -509,8 +509,9 @@ fn summary(
     let store = engine.store();
     let err = |e: casework::store::StoreError| e.to_string();
     out!(
-        "read {} lines from {source} into {} ({})",
+        "read {} line{} from {source} into {} ({})",
         tally.lines,
+        if tally.lines == 1 { "" } else { "s" },
         db.display(),
         if fresh { "new" } else { "existing" }
     );
@@ -548,7 +549,13 @@ fn summary(
     let o = &tally.outbox;
     out!(
         "actions: {} done, {} pending, {} failed (given up) in the store; this run: {} attempts, {} done, {} retried, {} given up",
-        counts.done, counts.pending, counts.gave_up, o.attempts, o.done, o.retried, o.gave_up
+        counts.done,
+        counts.pending,
+        counts.gave_up,
+        o.attempts,
+        o.done,
+        o.retried,
+        o.gave_up
     );
     let entries = store.outbox().map_err(err)?;
     let pending = pending_by_plugin(&entries);
