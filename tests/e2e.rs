@@ -15,7 +15,7 @@ use casework::store::{ActionStatus, SqliteStore, Store};
 use mailin_embedded::response::OK;
 use mailin_embedded::{Handler, Response, Server, SslConfig};
 
-use crate::util::{casework, root, scratch};
+use crate::util::{HttpStub, casework, root, scratch};
 
 /// Requests per `Idempotency-Key`: the path and the JSON body of each.
 type Seen = BTreeMap<String, Vec<(String, serde_json::Value)>>;
@@ -23,57 +23,30 @@ type Seen = BTreeMap<String, Vec<(String, serde_json::Value)>>;
 /// A warehouse API on loopback that holds anything, counting requests by
 /// `Idempotency-Key` (path and body kept for the assertions).
 struct Warehouse {
-    server: Arc<tiny_http::Server>,
+    _api: HttpStub,
     seen: Arc<Mutex<Seen>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Warehouse {
     fn start() -> (Warehouse, String) {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
         let seen = Arc::new(Mutex::new(BTreeMap::new()));
-        let thread = {
-            let (server, seen) = (server.clone(), seen.clone());
-            std::thread::spawn(move || {
-                for mut req in server.incoming_requests() {
-                    let mut body = String::new();
-                    let _ = req.as_reader().read_to_string(&mut body);
-                    let key = req
-                        .headers()
-                        .iter()
-                        .find(|h| h.field.equiv("Idempotency-Key"))
-                        .map(|h| h.value.to_string())
-                        .unwrap_or_default();
-                    let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                    seen.lock()
-                        .unwrap()
-                        .entry(key.clone())
-                        .or_insert_with(Vec::new)
-                        .push((req.url().to_owned(), parsed));
-                    let answer = serde_json::json!({ "hold": format!("H-{key}") }).to_string();
-                    let _ = req.respond(tiny_http::Response::from_string(answer));
-                }
-            })
-        };
-        let url = format!("http://127.0.0.1:{port}");
-        (
-            Warehouse {
-                server,
-                seen,
-                thread: Some(thread),
-            },
-            url,
-        )
-    }
-}
-
-impl Drop for Warehouse {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let api = HttpStub::start({
+            let seen = seen.clone();
+            move |path, key, body| {
+                let parsed: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+                seen.lock()
+                    .unwrap()
+                    .entry(key.to_owned())
+                    .or_insert_with(Vec::new)
+                    .push((path.to_owned(), parsed));
+                (
+                    200,
+                    serde_json::json!({ "hold": format!("H-{key}") }).to_string(),
+                )
+            }
+        });
+        let url = api.url.clone();
+        (Warehouse { _api: api, seen }, url)
     }
 }
 

@@ -13,7 +13,7 @@ use casework::outbox::{OutboxRunner, RetryPolicy};
 use casework::plugins::Registry;
 use casework::store::{ActionStatus, SqliteStore};
 
-use crate::util::{root, scratch};
+use crate::util::{HttpStub, root, scratch};
 
 /// A pack whose cases ask the warehouse at `url` to hold the order.
 fn warehouse_pack(dir: &Path, url: &str) -> PathBuf {
@@ -66,77 +66,39 @@ type Seen = (BTreeMap<String, usize>, BTreeMap<String, usize>);
 /// A warehouse that refuses the first attempt (503), then holds the order
 /// once per idempotency key, answering with a `held` event.
 struct Warehouse {
-    server: Arc<tiny_http::Server>,
+    _api: HttpStub,
     seen: Arc<Mutex<Seen>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Warehouse {
     fn start() -> (Warehouse, String) {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
         let seen = Arc::new(Mutex::new((BTreeMap::new(), BTreeMap::new())));
-        let thread = {
-            let (server, seen) = (server.clone(), seen.clone());
-            std::thread::spawn(move || {
-                for mut req in server.incoming_requests() {
-                    let mut body = String::new();
-                    let _ = req.as_reader().read_to_string(&mut body);
-                    let key = req
-                        .headers()
-                        .iter()
-                        .find(|h| h.field.equiv("Idempotency-Key"))
-                        .map(|h| h.value.to_string())
-                        .unwrap_or_default();
-                    let (status, answer) = {
-                        let mut seen = seen.lock().unwrap();
-                        let total: usize = seen.0.values().sum();
-                        *seen.0.entry(key.clone()).or_default() += 1;
-                        if total == 0 {
-                            (503, r#"{"error": "starting up"}"#.to_owned())
-                        } else {
-                            // A repeated key is recognised, not held again.
-                            seen.1.entry(key.clone()).or_insert(1);
-                            let request: serde_json::Value =
-                                serde_json::from_str(&body).unwrap_or_default();
-                            (
-                                200,
-                                serde_json::json!({
-                                    "hold": format!("H-{key}"),
-                                    "events": [{
-                                        "type": "held",
-                                        "order": request["params"]["order"],
-                                        "until": "2026-12-01",
-                                        "at": "2026-11-25T10:00:05+09:00",
-                                    }],
-                                })
-                                .to_string(),
-                            )
-                        }
-                    };
-                    let _ = req
-                        .respond(tiny_http::Response::from_string(answer).with_status_code(status));
+        let api = HttpStub::start({
+            let seen = seen.clone();
+            move |_path, key, body| {
+                let mut seen = seen.lock().unwrap();
+                let total: usize = seen.0.values().sum();
+                *seen.0.entry(key.to_owned()).or_default() += 1;
+                if total == 0 {
+                    return (503, r#"{"error": "starting up"}"#.to_owned());
                 }
-            })
-        };
-        let url = format!("http://127.0.0.1:{port}");
-        (
-            Warehouse {
-                server,
-                seen,
-                thread: Some(thread),
-            },
-            url,
-        )
-    }
-}
-
-impl Drop for Warehouse {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+                // A repeated key is recognised, not held again.
+                seen.1.entry(key.to_owned()).or_insert(1);
+                let request: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+                let answer = serde_json::json!({
+                    "hold": format!("H-{key}"),
+                    "events": [{
+                        "type": "held",
+                        "order": request["params"]["order"],
+                        "until": "2026-12-01",
+                        "at": "2026-11-25T10:00:05+09:00",
+                    }],
+                });
+                (200, answer.to_string())
+            }
+        });
+        let url = api.url.clone();
+        (Warehouse { _api: api, seen }, url)
     }
 }
 

@@ -102,3 +102,51 @@ pub fn copy_pack(to: &Path) {
         }
     }
 }
+
+/// An HTTP server on loopback (a warehouse API, a carrier) that answers
+/// each request with `answer(path, idempotency_key, body)` = (status,
+/// JSON body), on its own thread; stopped and joined on drop.
+pub struct HttpStub {
+    server: std::sync::Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub url: String,
+}
+
+impl HttpStub {
+    pub fn start(answer: impl Fn(&str, &str, &str) -> (u16, String) + Send + 'static) -> HttpStub {
+        let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        let port = server.server_addr().to_ip().unwrap().port();
+        let thread = {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                for mut req in server.incoming_requests() {
+                    let mut body = String::new();
+                    let _ = req.as_reader().read_to_string(&mut body);
+                    let key = req
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.equiv("Idempotency-Key"))
+                        .map(|h| h.value.to_string())
+                        .unwrap_or_default();
+                    let (status, text) = answer(req.url(), &key, &body);
+                    let _ = req
+                        .respond(tiny_http::Response::from_string(text).with_status_code(status));
+                }
+            })
+        };
+        HttpStub {
+            server,
+            thread: Some(thread),
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for HttpStub {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
