@@ -9,7 +9,7 @@ use casework::clock::ManualClock;
 use casework::engine::Engine;
 use casework::event::Event;
 
-use crate::util::{copy_pack, scratch};
+use crate::util::{copy_pack, route_everything_to, scratch};
 
 #[test]
 fn rules_reload_from_disk_and_broken_files_are_refused() {
@@ -26,14 +26,8 @@ fn rules_reload_from_disk_and_broken_files_are_refused() {
     assert_eq!(casework::reload_rules(&engine).unwrap(), Reload::Unchanged);
 
     // A good change: every new case goes to billing.
+    route_everything_to(&dir, "billing");
     let route = dir.join("route.rhai");
-    let text = std::fs::read_to_string(&route).unwrap();
-    let patched = text.replacen(
-        "fn route(c, event) {",
-        "fn route(c, event) {\n    return #{ team: \"billing\", reason: \"reloaded\" };",
-        1,
-    );
-    std::fs::write(&route, &patched).unwrap();
     let Reload::Swapped(second) = casework::reload_rules(&engine).unwrap() else {
         panic!("a changed file must be swapped in");
     };
@@ -86,17 +80,7 @@ fn replay_uses_the_rule_set_version_that_handled_each_event() {
     assert_eq!(team(&engine, &c1), "billing");
 
     // Reload: from now on every message goes to sales.
-    let route = dir.join("route.rhai");
-    let text = std::fs::read_to_string(&route).unwrap();
-    std::fs::write(
-        &route,
-        text.replacen(
-            "fn route(c, event) {",
-            "fn route(c, event) {\n    return #{ team: \"sales\", reason: \"reloaded\" };",
-            1,
-        ),
-    )
-    .unwrap();
+    route_everything_to(&dir, "sales");
     let Reload::Swapped(second) = casework::reload_rules(&engine).unwrap() else {
         panic!("a changed file must be swapped in");
     };

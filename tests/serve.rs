@@ -18,7 +18,7 @@ use casework::plugins::Plugins;
 use casework::serve::App;
 use serde_json::{Value, json};
 
-use crate::util::{copy_pack, root, scratch};
+use crate::util::{copy_pack, root, route_everything_to, scratch};
 
 /// A running `casework serve` and its address.
 struct Server {
@@ -535,17 +535,8 @@ fn serve_reloads_changed_rules_and_refuses_broken_ones() {
     );
     assert_eq!(team(&server, "C-1"), "billing");
 
+    route_everything_to(&dir, "sales");
     let route = dir.join("route.rhai");
-    let text = std::fs::read_to_string(&route).unwrap();
-    std::fs::write(
-        &route,
-        text.replacen(
-            "fn route(c, event) {",
-            "fn route(c, event) {\n    return #{ team: \"sales\", reason: \"reloaded\" };",
-            1,
-        ),
-    )
-    .unwrap();
     let waited = std::time::Instant::now();
     while version(&server) == first {
         assert!(

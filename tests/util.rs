@@ -150,3 +150,19 @@ impl Drop for HttpStub {
         }
     }
 }
+
+/// Rewrite the `route` rule of a pack copied by [`copy_pack`] so that it
+/// sends every case to `team`: a change whose effect a test can see.
+pub fn route_everything_to(pack: &Path, team: &str) {
+    let route = pack.join("route.rhai");
+    let text = std::fs::read_to_string(&route).unwrap();
+    let patched = text.replacen(
+        "fn route(c, event) {",
+        &format!(
+            "fn route(c, event) {{\n    return #{{ team: \"{team}\", reason: \"reloaded\" }};"
+        ),
+        1,
+    );
+    assert_ne!(patched, text, "route.rhai has no `fn route(c, event) {{`");
+    std::fs::write(&route, patched).unwrap();
+}
