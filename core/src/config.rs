@@ -324,7 +324,7 @@ impl MemoryReader {
         MemoryReader {
             files: files
                 .into_iter()
-                .map(|(p, text)| (normalize(Path::new(p)), text))
+                .map(|(p, text)| (tidy_path(Path::new(p)), text))
                 .collect(),
         }
     }
@@ -338,7 +338,7 @@ impl MemoryReader {
 impl SourceReader for MemoryReader {
     fn read(&self, path: &Path) -> std::io::Result<String> {
         self.files
-            .get(&normalize(path))
+            .get(&tidy_path(path))
             .map(|s| (*s).to_owned())
             .ok_or_else(|| {
                 std::io::Error::new(
@@ -349,9 +349,12 @@ impl SourceReader for MemoryReader {
     }
 }
 
-/// Remove `.` and resolve `..` lexically, so the same file reached two
-/// ways has one name (for include cycles and the memory reader).
-fn normalize(path: &Path) -> PathBuf {
+/// Remove `.` and resolve `..` lexically (no file-system access; a
+/// leading `..` stays), so the same file reached two ways has one name:
+/// `rules/tests/../route.rhai` is `rules/route.rhai`. Include cycles, the
+/// memory reader, and the paths shown in diagnostics and decision records
+/// all use it.
+pub fn tidy_path(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -371,25 +374,6 @@ fn normalize(path: &Path) -> PathBuf {
 
 // ---------------------------------------------------------------------------
 // Durations
-
-/// `rules/tests/../route.rhai` as `rules/route.rhai`: paths are shown in
-/// diagnostics and decision records, so they are tidied lexically (no
-/// file-system access; a leading `..` stays).
-fn tidy(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
 
 /// Parse a duration (`30m`, `4h`, `2days`) as the engine will.
 fn parse_duration(s: &str) -> Result<chrono::Duration, String> {
@@ -510,7 +494,7 @@ impl Loader<'_> {
     /// Read, parse and index `path`, then the files it includes (depth
     /// first, in the order listed).
     fn visit(&mut self, path: &Path, from: Option<SourceLocation>, chain: &mut Vec<PathBuf>) {
-        let norm = normalize(path);
+        let norm = tidy_path(path);
         if chain.contains(&norm) {
             let cycle: Vec<String> = chain
                 .iter()
@@ -585,7 +569,7 @@ impl Loader<'_> {
         chain.push(norm);
         let dir = path.parent().unwrap_or(Path::new(""));
         for (inc, at) in includes.iter().zip(at) {
-            self.visit(&tidy(&dir.join(inc)), at, chain);
+            self.visit(&tidy_path(&dir.join(inc)), at, chain);
         }
         chain.pop();
     }
@@ -656,7 +640,7 @@ impl Loader<'_> {
                 .unwrap_or(Path::new(""))
                 .to_path_buf();
             for (j, name) in rules.files.iter().enumerate() {
-                let path = tidy(&dir.join(name));
+                let path = tidy_path(&dir.join(name));
                 match self.reader.read(&path) {
                     Ok(text) => rule_files.push(SourceFile::new(display(&path), text)),
                     Err(e) => self.diags.push(
@@ -1059,9 +1043,9 @@ mod tests {
     #[test]
     fn paths_normalise_lexically() {
         assert_eq!(
-            normalize(Path::new("./a/b/../c.yaml")),
+            tidy_path(Path::new("./a/b/../c.yaml")),
             PathBuf::from("a/c.yaml")
         );
-        assert_eq!(normalize(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(tidy_path(Path::new("../x")), PathBuf::from("../x"));
     }
 }

@@ -14,7 +14,7 @@
 //! Inputs that are not UTF-8 are dropped by the text targets: the CLI
 //! reads those files with `read_to_string`, which refuses them first.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use casework::Timestamp;
@@ -240,7 +240,7 @@ struct PackReader<'a> {
 impl<'a> PackReader<'a> {
     fn with(path: &str, text: &'a str) -> Self {
         PackReader {
-            path: normalize(Path::new(path)),
+            path: config::tidy_path(Path::new(path)),
             text,
             pack: pack::reader(),
         }
@@ -249,27 +249,10 @@ impl<'a> PackReader<'a> {
 
 impl SourceReader for PackReader<'_> {
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        if normalize(path) == self.path {
+        if config::tidy_path(path) == self.path {
             Ok(self.text.to_owned())
         } else {
             self.pack.read(path)
         }
     }
-}
-
-/// Lexical normalisation, as the memory reader does it.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir
-                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
-            {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
