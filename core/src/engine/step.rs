@@ -1357,9 +1357,14 @@ plugins:
             "workflow:\n",
             "calendars:\n  office: { timezone: Asia/Tokyo, hours: { mon: \"09:00-18:00\" } }\nworkflow:\n  sla: { calendar: office, first_reply: 4h }\n",
         );
-        let text: &'static str = Box::leak(text.into_boxed_str());
-        let reader = MemoryReader::new([("p/casework.yaml", text)]);
-        let loaded = check_with(&reader, Path::new("p/casework.yaml"))
+        compile(&[("p/casework.yaml", Box::leak(text.into_boxed_str()))])
+    }
+
+    /// Check and compile a pack from in-memory files, the first being
+    /// `casework.yaml`.
+    fn compile(files: &[(&'static str, &'static str)]) -> (Pack, RuleSet) {
+        let reader = MemoryReader::new(files.iter().copied());
+        let loaded = check_with(&reader, Path::new(files[0].0))
             .into_result()
             .unwrap_or_else(|d| panic!("{d}"));
         Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"))
@@ -1389,11 +1394,7 @@ fn check_promise(p, c, now) {
        actions: [#{ action: "warehouse.hold", params: #{ order: "O-1", "until": "soon" } }] }
 }
 "#;
-        let reader = MemoryReader::new([("p/casework.yaml", CONFIG), ("p/promise.rhai", RULE)]);
-        let loaded = check_with(&reader, Path::new("p/casework.yaml"))
-            .into_result()
-            .unwrap_or_else(|d| panic!("{d}"));
-        let (pack, rules) = Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"));
+        let (pack, rules) = compile(&[("p/casework.yaml", CONFIG), ("p/promise.rhai", RULE)]);
         let id = CaseId::from("C-1");
         let now = at("2026-12-07T10:00:00+09:00");
         let promise = Event::new("e1", now, "agent.promise", Some(id.clone()))
@@ -1500,11 +1501,7 @@ fn check_promise(p, c, now) {
     }
 
     fn pack() -> (Pack, RuleSet) {
-        let reader = MemoryReader::new([("p/casework.yaml", PACK)]);
-        let loaded = check_with(&reader, Path::new("p/casework.yaml"))
-            .into_result()
-            .unwrap_or_else(|d| panic!("{d}"));
-        Pack::compile(loaded).unwrap_or_else(|d| panic!("{d}"))
+        compile(&[("p/casework.yaml", PACK)])
     }
 
     #[test]
