@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use sha2::{Digest, Sha256};
+
 use crate::Timestamp;
 use crate::case::{CaseId, UrgencyLevel};
 use crate::event::EventId;
@@ -137,4 +139,11 @@ impl Decision {
             DecisionKind::Error { .. } => "error",
         }
     }
+}
+
+/// First 16 hex digits of the SHA-256 of `text`: the content hash decision
+/// records carry, and the version of a rule set or a pack.
+pub fn content_hash(text: &str) -> String {
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

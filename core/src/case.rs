@@ -430,12 +430,91 @@ pub struct Case {
     /// Customer contacts on this case (messages, calls, e-mails).
     #[serde(default)]
     pub contacts: u32,
-    /// The events applied to this case, in order: the input of a replay.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub events: Vec<EventId>,
-    /// Every decision made on this case, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Customer contacts by channel, for the customer's other cases' view.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub contacts_by_channel: BTreeMap<Channel, u32>,
+    /// Events applied to this case.
+    #[serde(default)]
+    pub event_count: u32,
+    /// Messages on this case, all of them (the row keeps only the recent ones).
+    #[serde(default)]
+    pub message_count: u32,
+    /// Messages from the customer, all of them.
+    #[serde(default)]
+    pub inbound_count: u32,
+    /// When an agent last wrote to the customer, on any channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reply_at: Option<Timestamp>,
+    /// When an agent last spoke to the customer on the phone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_call_at: Option<Timestamp>,
+    /// Tasks ever opened on this case: the next task's number.
+    #[serde(default)]
+    pub task_count: u32,
+}
+
+/// How many messages the case row keeps, newest last: what the rules read
+/// (`c.messages`, `c.latest_text`). Older ones live in the store's history.
+pub const RECENT_MESSAGES: usize = 10;
+
+/// How many agent notes the handoff record keeps in the case row.
+pub const RECENT_NOTES: usize = 10;
+
+/// Something that left the case row: appended to the store's history, read
+/// where a case's story is told ([`CaseStory`]), never on the hot path.
+///
+/// Every message and note is appended when it is written (the row keeps
+/// only the last [`RECENT_MESSAGES`] and [`RECENT_NOTES`]); a promise when
+/// it is settled (kept, broken, revised, cancelled); a task when it is done.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "item", rename_all = "snake_case")]
+pub enum Past {
+    Message(Message),
+    Note(Note),
+    Promise(Promise),
+    Task(Task),
+}
+
+/// Where a case's lists stood before a step, so the step's end can tell
+/// what it added.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Marks {
+    messages: usize,
+    notes: usize,
+}
+
+/// A case with its whole past: every message, note, promise and task, and
+/// every decision. What `explain`, `show` and the scenario checks read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CaseStory {
+    #[serde(flatten)]
+    pub case: Case,
+    /// Every decision made on the case, in order.
     pub history: Vec<Decision>,
+}
+
+impl CaseStory {
+    /// The story of `case`, from its past (in the order it was appended)
+    /// and its decisions.
+    pub fn new(mut case: Case, past: Vec<Past>, history: Vec<Decision>) -> Self {
+        let (mut messages, mut notes, mut promises, mut tasks) = (vec![], vec![], vec![], vec![]);
+        for p in past {
+            match p {
+                Past::Message(m) => messages.push(m),
+                Past::Note(n) => notes.push(n),
+                Past::Promise(p) => promises.push(p),
+                Past::Task(t) => tasks.push(t),
+            }
+        }
+        case.messages = messages;
+        case.record.notes = notes;
+        promises.append(&mut case.promises);
+        promises.sort_by_key(|p| p.made_at);
+        case.promises = promises;
+        tasks.append(&mut case.tasks);
+        case.tasks = tasks;
+        CaseStory { case, history }
+    }
 }
 
 impl Case {
@@ -459,8 +538,13 @@ impl Case {
             tags: BTreeSet::new(),
             fields: BTreeMap::new(),
             contacts: 0,
-            events: Vec::new(),
-            history: Vec::new(),
+            contacts_by_channel: BTreeMap::new(),
+            event_count: 0,
+            message_count: 0,
+            inbound_count: 0,
+            last_reply_at: None,
+            last_call_at: None,
+            task_count: 0,
         }
     }
 
@@ -485,5 +569,66 @@ impl Case {
 
     pub fn promise_mut(&mut self, id: &str) -> Option<&mut Promise> {
         self.promises.iter_mut().find(|p| p.id.as_str() == id)
+    }
+
+    /// Add a message, counting it (the row keeps only the recent ones;
+    /// the counts and the last reply and call times are for all).
+    pub fn add_message(&mut self, m: Message) {
+        self.message_count += 1;
+        match m.author {
+            Author::Customer => {
+                self.inbound_count += 1;
+                *self.contacts_by_channel.entry(m.channel).or_default() += 1;
+            }
+            Author::Agent => {
+                self.last_reply_at = self.last_reply_at.max(Some(m.at));
+                if m.channel == Channel::Phone {
+                    self.last_call_at = self.last_call_at.max(Some(m.at));
+                }
+            }
+            Author::Colleague | Author::System => {}
+        }
+        self.messages.push(m);
+    }
+
+    /// Where the case's lists stand, before a step adds to them.
+    pub fn marks(&self) -> Marks {
+        Marks {
+            messages: self.messages.len(),
+            notes: self.record.notes.len(),
+        }
+    }
+
+    /// End a step: count what it added since `marks`, and move out of the
+    /// row what belongs to the past (see [`Past`]), so the row keeps a
+    /// bounded size whatever the case's age.
+    pub fn close_step(&mut self, marks: Marks) -> Vec<Past> {
+        let mut past = Vec::new();
+        for m in &self.messages[marks.messages.min(self.messages.len())..] {
+            past.push(Past::Message(m.clone()));
+        }
+        for n in &self.record.notes[marks.notes.min(self.record.notes.len())..] {
+            past.push(Past::Note(n.clone()));
+        }
+        trim_front(&mut self.messages, RECENT_MESSAGES);
+        trim_front(&mut self.record.notes, RECENT_NOTES);
+        let (settled, open) = std::mem::take(&mut self.promises)
+            .into_iter()
+            .partition(|p| !p.status.is_open());
+        self.promises = open;
+        past.extend(settled.into_iter().map(Past::Promise));
+        let (done, open) = std::mem::take(&mut self.tasks)
+            .into_iter()
+            .partition(|t: &Task| t.done_at.is_some());
+        self.tasks = open;
+        past.extend(done.into_iter().map(Past::Task));
+        past
+    }
+}
+
+/// Keep the last `n` items.
+fn trim_front<T>(items: &mut Vec<T>, n: usize) {
+    if items.len() > n {
+        items.drain(..items.len() - n);
     }
 }

@@ -316,7 +316,7 @@ impl SourceReader for DiskReader {
 /// Paths are compared after lexical normalisation (`a/./b/../c` is `a/c`).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryReader {
-    files: BTreeMap<PathBuf, &'static str>,
+    files: BTreeMap<PathBuf, std::borrow::Cow<'static, str>>,
 }
 
 impl MemoryReader {
@@ -324,7 +324,18 @@ impl MemoryReader {
         MemoryReader {
             files: files
                 .into_iter()
-                .map(|(p, text)| (tidy_path(Path::new(p)), text))
+                .map(|(p, text)| (tidy_path(Path::new(p)), text.into()))
+                .collect(),
+        }
+    }
+
+    /// The files of a stored pack version, to compile it again.
+    pub fn from_source(source: &PackSource) -> Self {
+        MemoryReader {
+            files: source
+                .files
+                .iter()
+                .map(|(p, text)| (tidy_path(Path::new(p)), text.clone().into()))
                 .collect(),
         }
     }
@@ -339,7 +350,7 @@ impl SourceReader for MemoryReader {
     fn read(&self, path: &Path) -> std::io::Result<String> {
         self.files
             .get(&tidy_path(path))
-            .map(|s| (*s).to_owned())
+            .map(|s| s.clone().into_owned())
             .ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -404,7 +415,40 @@ pub struct LoadedConfig {
     pub warnings: Diagnostics,
 }
 
+/// Every file of one version of a pack, as read: what the store keeps so
+/// that replay compiles the pack that decided, not the one in force.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackSource {
+    /// The version: a content hash of the root's path and every file.
+    pub hash: String,
+    /// The root file's path, as shown.
+    pub root: String,
+    /// Each file read (YAML, rules), path and text, in load order.
+    pub files: Vec<(String, String)>,
+}
+
 impl LoadedConfig {
+    /// The files this configuration was read from, as a version.
+    pub fn pack_source(&self) -> PackSource {
+        let files: Vec<(String, String)> = self
+            .sources
+            .iter()
+            .map(|f| (f.path.clone(), f.text.to_string()))
+            .collect();
+        let mut all = self.root.clone();
+        for (path, text) in &files {
+            all.push('\0');
+            all.push_str(path);
+            all.push('\0');
+            all.push_str(text);
+        }
+        PackSource {
+            hash: crate::audit::content_hash(&all),
+            root: self.root.clone(),
+            files,
+        }
+    }
+
     /// A file read while loading, by its shown path.
     pub fn source(&self, path: &str) -> Option<&SourceFile> {
         self.sources.iter().find(|s| s.path == path)

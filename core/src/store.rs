@@ -23,7 +23,9 @@
 
 pub mod sqlite;
 
-use std::collections::{HashMap, HashSet};
+mod timers;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -31,11 +33,13 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::action::Action;
 use crate::audit::Decision;
-use crate::case::{Case, CaseId};
+use crate::case::{Case, CaseId, Channel, Past};
+use crate::config::PackSource;
 use crate::event::{Event, EventError, EventId};
 use crate::rules::{CustomerStats, RuleSetSource};
 
 pub use sqlite::SqliteStore;
+pub use timers::{Timer, TimerQueue};
 
 /// An event as the engine accepted it, with the inputs a replay needs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +55,11 @@ pub struct Accepted {
     /// stores written before versions were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ruleset: Option<String>,
+    /// The version ([`Pack::hash`](crate::engine::Pack::hash)) of the
+    /// workflow, directory, calendars and plugin settings that handled it;
+    /// `None` in stores written before packs were versioned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
 }
 
 /// Everything one event produced, written at once.
@@ -63,6 +72,61 @@ pub struct Commit {
     /// built-ins (`task.create`, `case.tag`) never appear here: the engine
     /// carries them out on the case itself.
     pub actions: Vec<Action>,
+    /// What left the case row with this event, appended to its history.
+    pub past: Vec<Past>,
+    /// The case's timers after this event; they replace the ones it had.
+    pub timers: Vec<Timer>,
+    /// Orders, tracking numbers and Message-IDs this event tied to the
+    /// case, as [`Link::key`]s.
+    pub links: Vec<String>,
+    /// Whether the case is still open (not in a terminal state).
+    pub open: bool,
+}
+
+/// How an event names its case when it has no case id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link<'a> {
+    Order(&'a str),
+    Tracking(&'a str),
+    /// An e-mail's Message-ID, with or without its angle brackets.
+    MessageId(&'a str),
+}
+
+impl Link<'_> {
+    /// The key the store indexes it by: `order:O-77`, `tracking:JP123`,
+    /// `message:abc@x` (`<abc@x>` and `abc@x` name the same message).
+    pub fn key(&self) -> String {
+        match self {
+            Link::Order(o) => format!("order:{o}"),
+            Link::Tracking(t) => format!("tracking:{t}"),
+            Link::MessageId(m) => format!(
+                "message:{}",
+                m.trim().trim_start_matches('<').trim_end_matches('>')
+            ),
+        }
+    }
+}
+
+/// What one of a customer's cases contributes to the rules' view of the
+/// customer's other cases.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaseSummary {
+    pub case: CaseId,
+    pub contacts: u32,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_channel: BTreeMap<Channel, u32>,
+    pub open: bool,
+}
+
+impl CaseSummary {
+    pub fn of(case: &Case, open: bool) -> Self {
+        CaseSummary {
+            case: case.id.clone(),
+            contacts: case.contacts,
+            by_channel: case.contacts_by_channel.clone(),
+            open,
+        }
+    }
 }
 
 /// An event the engine refused, kept so nothing sent to it is lost.
@@ -83,6 +147,11 @@ pub struct Batch {
     /// Rule set versions first used by this batch's events, kept so that
     /// replay can compile them again ([`Store::ruleset`]).
     pub rulesets: Vec<RuleSetSource>,
+    /// Pack versions first used by this batch's events.
+    pub packs: Vec<PackSource>,
+    /// Timers fired by this batch: they leave the store (a case that
+    /// stepped gets its new timers from its commit).
+    pub fired: Vec<Timer>,
 }
 
 impl Batch {
@@ -172,6 +241,15 @@ impl OutboxEntry {
         }
     }
 
+    /// The first moment a worker may claim it: its next attempt, or the
+    /// end of its lease if that is later.
+    pub fn claimable_at(&self) -> Timestamp {
+        match self.lease_until {
+            Some(l) if l > self.next_attempt_at => l,
+            _ => self.next_attempt_at,
+        }
+    }
+
     /// Whether a worker may claim it at `now`.
     pub fn claimable(&self, now: Timestamp) -> bool {
         self.status == ActionStatus::Pending
@@ -257,9 +335,19 @@ pub enum StoreError {
 
 /// Persistence for the engine.
 ///
+/// The trait is shaped by what the engine asks on its hot path (a case by
+/// id, the case an order belongs to, the timers due before a moment, the
+/// actions due now), each answered from an index, so the cost of handling
+/// an event, of `tick` and of claiming work follows what is asked and
+/// what is due, never what the store holds. Reads that walk a case's
+/// whole past (`events`, `decisions`, `past`) serve replay and the
+/// places that show a case; listings of everything (`case_ids`,
+/// `outbox_page`) serve tools.
+///
 /// Reads take `&self`; writes take `&mut self`. Every write method is one
 /// transaction.
 pub trait Store: Send {
+    /// A case's present: its row, of bounded size.
     fn load(&self, id: &CaseId) -> Result<Option<Case>, StoreError>;
     fn has_event(&self, id: &EventId) -> Result<bool, StoreError>;
 
@@ -280,41 +368,84 @@ pub trait Store: Send {
         })
     }
 
-    /// Every case id, sorted.
+    // ---- correlation -------------------------------------------------
+
+    /// The case an order, a tracking number or a Message-ID belongs to
+    /// (the last case that named it).
+    fn linked_case(&self, link: &Link) -> Result<Option<CaseId>, StoreError>;
+    /// One customer's cases (by [`Customer::key`](crate::case::Customer::key)), summarised.
+    fn customer_cases(&self, key: &str) -> Result<Vec<CaseSummary>, StoreError>;
+
+    // ---- timers ------------------------------------------------------
+
+    /// Timers due at or before `until`, earliest first, at most `limit`.
+    fn due_timers(&self, until: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError>;
+    /// When the earliest timer is due.
+    fn next_timer(&self) -> Result<Option<Timestamp>, StoreError>;
+    /// How many timers wait.
+    fn timer_count(&self) -> Result<usize, StoreError>;
+    /// A case's timers, earliest first.
+    fn case_timers(&self, case: &CaseId) -> Result<Vec<Timer>, StoreError>;
+    /// Replace a case's timers and say whether it is open, outside a
+    /// commit: only for [`Store::timers_stale`] stores, rebuilt once.
+    fn refresh_case(&mut self, case: &Case, timers: &[Timer], open: bool)
+    -> Result<(), StoreError>;
+    /// Whether the timers must be rebuilt from the cases once (a store
+    /// migrated from a release that kept them in memory).
+    fn timers_stale(&self) -> Result<bool, StoreError>;
+    /// The rebuild is done.
+    fn timers_rebuilt(&mut self) -> Result<(), StoreError>;
+
+    // ---- a case's past: replay and the places that show a case --------
+
+    /// Every case id, sorted: for tools.
     fn case_ids(&self) -> Result<Vec<CaseId>, StoreError>;
+    /// How many cases are stored.
+    fn case_count(&self) -> Result<usize, StoreError>;
     /// The accepted events of a case, in the order they were handled.
     fn events(&self, case: &CaseId) -> Result<Vec<Accepted>, StoreError>;
     /// The decisions recorded for a case, in order.
     fn decisions(&self, case: &CaseId) -> Result<Vec<Decision>, StoreError>;
+    /// What left the case row, in the order it left (see [`Past`]).
+    fn past(&self, case: &CaseId) -> Result<Vec<Past>, StoreError>;
     /// How many events are stored.
     fn event_count(&self) -> Result<usize, StoreError>;
     /// A rule set version kept by [`commit_batch`](Store::commit_batch).
     fn ruleset(&self, hash: &str) -> Result<Option<RuleSetSource>, StoreError>;
+    /// A pack version kept by [`commit_batch`](Store::commit_batch).
+    fn pack(&self, hash: &str) -> Result<Option<PackSource>, StoreError>;
+
+    // ---- the outbox --------------------------------------------------
 
     /// Actions requested and not yet done or given up, oldest first.
-    fn pending_actions(&self) -> Result<Vec<Action>, StoreError> {
-        Ok(self
-            .outbox()?
-            .into_iter()
-            .filter(|e| e.status == ActionStatus::Pending)
-            .map(|e| e.action)
-            .collect())
-    }
-    /// The whole outbox, in the order actions were requested.
-    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError>;
-    /// One outbox entry.
-    fn outbox_entry(&self, id: &str) -> Result<Option<OutboxEntry>, StoreError>;
-    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        let mut counts = OutboxCounts::default();
-        for e in self.outbox()? {
-            match e.status {
-                ActionStatus::Pending => counts.pending += 1,
-                ActionStatus::Done => counts.done += 1,
-                ActionStatus::GaveUp => counts.gave_up += 1,
+    fn pending_actions(&self) -> Result<Vec<Action>, StoreError>;
+    /// Pending actions per plugin name (`warehouse` of `warehouse.hold`).
+    fn pending_by_plugin(&self) -> Result<BTreeMap<String, usize>, StoreError>;
+    /// A case's actions, in the order they were requested.
+    fn case_actions(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Up to `limit` outbox entries from position `offset`, in the order
+    /// actions were requested: for tools.
+    fn outbox_page(&self, offset: usize, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// The whole outbox, page by page: for tools and tests, never a hot path.
+    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
+        const PAGE: usize = 1000;
+        let mut all = Vec::new();
+        loop {
+            let page = self.outbox_page(all.len(), PAGE)?;
+            let last = page.len() < PAGE;
+            all.extend(page);
+            if last {
+                return Ok(all);
             }
         }
-        Ok(counts)
     }
+    /// One outbox entry.
+    fn outbox_entry(&self, id: &str) -> Result<Option<OutboxEntry>, StoreError>;
+    /// Entries by status, kept as counters (never counted by a scan).
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError>;
+    /// When the next pending action of one of `plugins` (all: `None`)
+    /// can be claimed: its next attempt, or the end of its lease.
+    fn next_action_due(&self, plugins: Option<&[String]>) -> Result<Option<Timestamp>, StoreError>;
 
     /// Lease up to `req.limit` pending entries that are due (next attempt
     /// at or before `req.now`) and not leased (or whose lease ran out), to
@@ -333,24 +464,86 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError>;
+    /// How many events were refused.
+    fn rejected_count(&self) -> Result<usize, StoreError>;
 }
 
 /// A store in memory: tests, simulations, benchmarks.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     cases: HashMap<CaseId, Case>,
+    summaries: HashMap<CaseId, (Option<String>, CaseSummary)>,
+    customers: HashMap<String, BTreeSet<CaseId>>,
+    links: HashMap<String, CaseId>,
+    timers: TimerQueue,
+    timers_stale: bool,
     seen: HashSet<EventId>,
     events: HashMap<CaseId, Vec<Accepted>>,
     decisions: HashMap<CaseId, Vec<Decision>>,
+    past: HashMap<CaseId, Vec<Past>>,
     outbox: Vec<OutboxEntry>,
     outbox_index: HashMap<String, usize>,
+    /// Positions of pending entries, so claims look at what is pending only.
+    pending: BTreeSet<usize>,
+    by_case: HashMap<CaseId, Vec<usize>>,
+    counts: OutboxCounts,
     rejected: Vec<Rejected>,
     rulesets: HashMap<String, RuleSetSource>,
+    packs: HashMap<String, PackSource>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn apply(&mut self, commit: Commit) {
+        let id = commit.case.id.clone();
+        self.seen.insert(commit.accepted.event.id.clone());
+        for link in &commit.links {
+            self.links.insert(link.clone(), id.clone());
+        }
+        let key = commit.case.customer.key();
+        if let Some((Some(old), _)) = self.summaries.get(&id)
+            && Some(old) != key.as_ref()
+            && let Some(set) = self.customers.get_mut(old)
+        {
+            set.remove(&id);
+        }
+        if let Some(k) = &key {
+            self.customers
+                .entry(k.clone())
+                .or_default()
+                .insert(id.clone());
+        }
+        self.summaries.insert(
+            id.clone(),
+            (key, CaseSummary::of(&commit.case, commit.open)),
+        );
+        self.timers.set(&id, &commit.timers);
+        self.events
+            .entry(id.clone())
+            .or_default()
+            .push(commit.accepted);
+        self.decisions
+            .entry(id.clone())
+            .or_default()
+            .extend(commit.decisions);
+        if !commit.past.is_empty() {
+            self.past.entry(id.clone()).or_default().extend(commit.past);
+        }
+        for action in commit.actions {
+            if self.outbox_index.contains_key(&action.id) {
+                continue;
+            }
+            let i = self.outbox.len();
+            self.outbox_index.insert(action.id.clone(), i);
+            self.by_case.entry(action.case.clone()).or_default().push(i);
+            self.pending.insert(i);
+            self.counts.pending += 1;
+            self.outbox.push(OutboxEntry::new(action));
+        }
+        self.cases.insert(id, commit.case);
     }
 }
 
@@ -380,30 +573,71 @@ impl Store for MemoryStore {
 
     fn commit_batch(&mut self, batch: Batch) -> Result<(), StoreError> {
         check_new(&batch, |id| Ok(self.seen.contains(id)))?;
+        for t in &batch.fired {
+            self.timers.remove(t);
+        }
         for commit in batch.commits {
-            self.seen.insert(commit.accepted.event.id.clone());
-            self.events
-                .entry(commit.case.id.clone())
-                .or_default()
-                .push(commit.accepted);
-            self.decisions
-                .entry(commit.case.id.clone())
-                .or_default()
-                .extend(commit.decisions);
-            for action in commit.actions {
-                if self.outbox_index.contains_key(&action.id) {
-                    continue;
-                }
-                self.outbox_index
-                    .insert(action.id.clone(), self.outbox.len());
-                self.outbox.push(OutboxEntry::new(action));
-            }
-            self.cases.insert(commit.case.id.clone(), commit.case);
+            self.apply(commit);
         }
         self.rejected.extend(batch.rejected);
         for source in batch.rulesets {
             self.rulesets.entry(source.hash.clone()).or_insert(source);
         }
+        for source in batch.packs {
+            self.packs.entry(source.hash.clone()).or_insert(source);
+        }
+        Ok(())
+    }
+
+    fn linked_case(&self, link: &Link) -> Result<Option<CaseId>, StoreError> {
+        Ok(self.links.get(&link.key()).cloned())
+    }
+
+    fn customer_cases(&self, key: &str) -> Result<Vec<CaseSummary>, StoreError> {
+        let Some(ids) = self.customers.get(key) else {
+            return Ok(Vec::new());
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.summaries.get(id).map(|(_, s)| s.clone()))
+            .collect())
+    }
+
+    fn due_timers(&self, until: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        Ok(self.timers.due(until, limit))
+    }
+
+    fn next_timer(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.timers.next())
+    }
+
+    fn timer_count(&self) -> Result<usize, StoreError> {
+        Ok(self.timers.len())
+    }
+
+    fn case_timers(&self, case: &CaseId) -> Result<Vec<Timer>, StoreError> {
+        Ok(self.timers.of(case))
+    }
+
+    fn refresh_case(
+        &mut self,
+        case: &Case,
+        timers: &[Timer],
+        open: bool,
+    ) -> Result<(), StoreError> {
+        self.timers.set(&case.id, timers);
+        if let Some((_, s)) = self.summaries.get_mut(&case.id) {
+            s.open = open;
+        }
+        Ok(())
+    }
+
+    fn timers_stale(&self) -> Result<bool, StoreError> {
+        Ok(self.timers_stale)
+    }
+
+    fn timers_rebuilt(&mut self) -> Result<(), StoreError> {
+        self.timers_stale = false;
         Ok(())
     }
 
@@ -411,6 +645,10 @@ impl Store for MemoryStore {
         let mut ids: Vec<_> = self.cases.keys().cloned().collect();
         ids.sort();
         Ok(ids)
+    }
+
+    fn case_count(&self) -> Result<usize, StoreError> {
+        Ok(self.cases.len())
     }
 
     fn events(&self, case: &CaseId) -> Result<Vec<Accepted>, StoreError> {
@@ -421,6 +659,10 @@ impl Store for MemoryStore {
         Ok(self.decisions.get(case).cloned().unwrap_or_default())
     }
 
+    fn past(&self, case: &CaseId) -> Result<Vec<Past>, StoreError> {
+        Ok(self.past.get(case).cloned().unwrap_or_default())
+    }
+
     fn event_count(&self) -> Result<usize, StoreError> {
         Ok(self.seen.len())
     }
@@ -429,16 +671,68 @@ impl Store for MemoryStore {
         Ok(self.rulesets.get(hash).cloned())
     }
 
-    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        Ok(self.outbox.clone())
+    fn pack(&self, hash: &str) -> Result<Option<PackSource>, StoreError> {
+        Ok(self.packs.get(hash).cloned())
+    }
+
+    fn pending_actions(&self) -> Result<Vec<Action>, StoreError> {
+        Ok(self
+            .pending
+            .iter()
+            .map(|&i| self.outbox[i].action.clone())
+            .collect())
+    }
+
+    fn pending_by_plugin(&self) -> Result<BTreeMap<String, usize>, StoreError> {
+        let mut by = BTreeMap::new();
+        for &i in &self.pending {
+            *by.entry(self.outbox[i].action.plugin().to_owned())
+                .or_default() += 1;
+        }
+        Ok(by)
+    }
+
+    fn case_actions(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self
+            .by_case
+            .get(case)
+            .map(|ix| ix.iter().map(|&i| self.outbox[i].clone()).collect())
+            .unwrap_or_default())
+    }
+
+    fn outbox_page(&self, offset: usize, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self
+            .outbox
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn outbox_entry(&self, id: &str) -> Result<Option<OutboxEntry>, StoreError> {
         Ok(self.outbox_index.get(id).map(|&i| self.outbox[i].clone()))
     }
 
+    fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
+        Ok(self.counts)
+    }
+
+    fn next_action_due(&self, plugins: Option<&[String]>) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .pending
+            .iter()
+            .map(|&i| &self.outbox[i])
+            .filter(|e| plugins.is_none_or(|ps| ps.iter().any(|p| p == e.action.plugin())))
+            .map(OutboxEntry::claimable_at)
+            .min())
+    }
+
     fn claim_actions(&mut self, req: &ClaimRequest<'_>) -> Result<Vec<OutboxEntry>, StoreError> {
-        let mut due: Vec<usize> = (0..self.outbox.len())
+        let mut due: Vec<usize> = self
+            .pending
+            .iter()
+            .copied()
             .filter(|&i| {
                 let e = &self.outbox[i];
                 e.claimable(req.now)
@@ -485,21 +779,30 @@ impl Store for MemoryStore {
             ActionOutcome::Done { result } => {
                 e.status = ActionStatus::Done;
                 e.result = Some(result);
+                self.counts.done += 1;
             }
             ActionOutcome::Retry { at, error } => {
                 e.next_attempt_at = at;
                 e.last_error = Some(error);
+                return Ok(());
             }
             ActionOutcome::GaveUp { error } => {
                 e.status = ActionStatus::GaveUp;
                 e.last_error = Some(error);
+                self.counts.gave_up += 1;
             }
         }
+        self.pending.remove(&i);
+        self.counts.pending -= 1;
         Ok(())
     }
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError> {
         Ok(self.rejected.clone())
+    }
+
+    fn rejected_count(&self) -> Result<usize, StoreError> {
+        Ok(self.rejected.len())
     }
 }
 
@@ -510,6 +813,7 @@ pub(crate) mod contract {
     use super::*;
     use crate::case::Case;
     use crate::case::StateId;
+    use crate::store::Timer;
     use chrono::Duration;
 
     pub fn t(s: &str) -> Timestamp {
@@ -520,7 +824,7 @@ pub(crate) mod contract {
         let at = t("2026-11-25T10:00:00+09:00");
         let id = CaseId(case.into());
         let mut c = Case::open(id.clone(), at, StateId("new".into()));
-        c.events.push(EventId(event.into()));
+        c.event_count = 1;
         let ev = Event::new(event, at, "customer.message", Some(id.clone())).with("text", "hi");
         Commit {
             accepted: Accepted {
@@ -529,7 +833,12 @@ pub(crate) mod contract {
                 handled_at: at,
                 customer: CustomerStats::default(),
                 ruleset: None,
+                pack: None,
             },
+            past: Vec::new(),
+            timers: Vec::new(),
+            links: Vec::new(),
+            open: true,
             decisions: vec![Decision {
                 at,
                 case: id.clone(),
@@ -724,6 +1033,134 @@ pub(crate) mod contract {
             .unwrap();
         assert_eq!(store.rejected().unwrap().len(), 1);
         assert_eq!(store.rejected().unwrap()[0].event, ev);
+        assert_eq!(store.rejected_count().unwrap(), 1);
+        assert_eq!(store.case_count().unwrap(), 2);
+        check_present_and_past(store);
+        check_timers(store);
+    }
+
+    /// Links, customers, the past, per-case actions and pack versions.
+    fn check_present_and_past(store: &mut dyn Store) {
+        let c1 = CaseId("C-1".into());
+        let mut next = commit("e4", "C-1", &["team.notify"]);
+        next.case.event_count = 2;
+        next.case.customer.email = Some("Jo@Example.com".into());
+        next.case.contacts = 3;
+        next.links = vec![Link::Order("O-1").key(), Link::MessageId("<m1@x>").key()];
+        let note = crate::case::Note {
+            at: t("2026-11-25T10:00:00+09:00"),
+            agent: "ken".into(),
+            text: "called".into(),
+        };
+        next.past = vec![Past::Note(note.clone())];
+        let mut other = commit("e5", "C-9", &[]);
+        other.case.customer.email = Some("jo@example.com".into());
+        other.open = false;
+        let mut batch = Batch::from(vec![next, other]);
+        let pack = PackSource {
+            hash: "p1".into(),
+            root: "casework.yaml".into(),
+            files: vec![("casework.yaml".into(), "name: x".into())],
+        };
+        batch.packs.push(pack.clone());
+        store.commit_batch(batch).unwrap();
+        assert_eq!(store.pack("p1").unwrap(), Some(pack));
+        assert_eq!(store.pack("p2").unwrap(), None);
+        assert_eq!(
+            store.linked_case(&Link::Order("O-1")).unwrap(),
+            Some(c1.clone())
+        );
+        assert_eq!(
+            store.linked_case(&Link::MessageId("m1@x")).unwrap(),
+            Some(c1.clone())
+        );
+        assert_eq!(store.linked_case(&Link::Tracking("O-1")).unwrap(), None);
+        let cases = store.customer_cases("jo@example.com").unwrap();
+        let found: Vec<_> = cases
+            .iter()
+            .map(|s| (s.case.0.as_str(), s.contacts, s.open))
+            .collect();
+        assert_eq!(found, [("C-1", 3, true), ("C-9", 0, false)]);
+        assert_eq!(store.past(&c1).unwrap(), vec![Past::Note(note)]);
+        assert!(store.past(&CaseId("C-2".into())).unwrap().is_empty());
+        let ids: Vec<_> = store
+            .case_actions(&c1)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action.id)
+            .collect();
+        assert_eq!(ids, ["e1/0", "e1/1", "e4/0"]);
+        assert_eq!(store.case_count().unwrap(), 3);
+        assert_eq!(store.event_count().unwrap(), 4);
+        let by: Vec<_> = store.pending_by_plugin().unwrap().into_iter().collect();
+        assert_eq!(by, [("team".to_owned(), 1), ("warehouse".to_owned(), 1)]);
+        let page = store.outbox_page(1, 2).unwrap();
+        assert_eq!(page.len(), 2);
+        assert_eq!(page[0].action.id, "e1/1");
+        assert_eq!(
+            store.outbox_counts().unwrap(),
+            OutboxCounts {
+                pending: 2,
+                done: 1,
+                gave_up: 1
+            }
+        );
+        let now = t("2026-11-25T10:00:00+09:00");
+        let team = vec!["team".to_owned()];
+        assert_eq!(store.next_action_due(Some(&team)).unwrap(), Some(now));
+        assert_eq!(store.next_action_due(Some(&[])).unwrap(), None);
+    }
+
+    /// Timers: replaced per case, due in time order, removed when fired.
+    fn check_timers(store: &mut dyn Store) {
+        let at = |h: u32| t(&format!("2026-11-26T{h:02}:00:00+09:00"));
+        let timer = |case: &str, h: u32, name: &str| Timer {
+            due: at(h),
+            case: CaseId(case.into()),
+            name: name.into(),
+        };
+        let mut a = commit("t1", "C-20", &[]);
+        a.timers = vec![
+            timer("C-20", 9, "sla:first_reply:breach"),
+            timer("C-20", 12, "promise:P-1"),
+        ];
+        let mut b = commit("t2", "C-21", &[]);
+        b.timers = vec![timer("C-21", 10, "timeout:triage")];
+        store.commit_batch(Batch::from(vec![a, b])).unwrap();
+        assert_eq!(store.timer_count().unwrap(), 3);
+        assert_eq!(store.next_timer().unwrap(), Some(at(9)));
+        let due = store.due_timers(at(10), 10).unwrap();
+        assert_eq!(
+            due,
+            [
+                timer("C-20", 9, "sla:first_reply:breach"),
+                timer("C-21", 10, "timeout:triage")
+            ]
+        );
+        assert_eq!(store.due_timers(at(23), 1).unwrap().len(), 1);
+        // A commit replaces the case's timers; a fired timer leaves.
+        let mut again = commit("t3", "C-20", &[]);
+        again.case.event_count = 2;
+        again.timers = vec![timer("C-20", 11, "timeout:new")];
+        let mut batch = Batch::from(vec![again]);
+        batch.fired = vec![timer("C-21", 10, "timeout:triage")];
+        store.commit_batch(batch).unwrap();
+        assert_eq!(store.timer_count().unwrap(), 1);
+        assert_eq!(
+            store.case_timers(&CaseId("C-20".into())).unwrap(),
+            [timer("C-20", 11, "timeout:new")]
+        );
+        assert!(
+            store
+                .case_timers(&CaseId("C-21".into()))
+                .unwrap()
+                .is_empty()
+        );
+        let c20 = store.load(&CaseId("C-20".into())).unwrap().unwrap();
+        store.refresh_case(&c20, &[], false).unwrap();
+        assert_eq!(store.timer_count().unwrap(), 0);
+        assert_eq!(store.next_timer().unwrap(), None);
+        assert!(!store.timers_stale().unwrap());
     }
 
     #[test]

@@ -1,16 +1,14 @@
-//! The due-time index: which case needs attention when.
+//! When a case needs attention next.
 //!
-//! `tick(now)` must not scan every open case, so each case's next moments
-//! (state timeout, SLA warning and breach, promise checks) are kept in one
-//! ordered set. After every step the case's entries are replaced by the
-//! ones derived from its new state; `tick` pops what is due.
-
-use std::collections::{BTreeSet, HashMap};
+//! `tick(now)` must not scan every open case, so after every step the
+//! case's next moments (state timeout, SLA warning and breach, promise
+//! checks) are derived from its new state here and stored as its timers,
+//! which the store indexes by due time; `tick` takes what is due.
 
 use chrono::Duration;
 
 use crate::Timestamp;
-use crate::case::{Case, CaseId, SlaStatus};
+use crate::case::{Case, SlaStatus};
 
 use super::Pack;
 
@@ -21,56 +19,6 @@ pub const PROMISE_CHECKS_BEFORE: [Duration; 3] =
 
 /// One moment a case needs attention, and the timer name to fire then.
 pub type DueItem = (Timestamp, String);
-
-#[derive(Debug, Default)]
-pub struct DueIndex {
-    queue: BTreeSet<(Timestamp, CaseId, String)>,
-    by_case: HashMap<CaseId, Vec<DueItem>>,
-}
-
-impl DueIndex {
-    /// Replace the case's entries.
-    pub fn set(&mut self, case: &CaseId, items: Vec<DueItem>) {
-        if let Some(old) = self.by_case.remove(case) {
-            for (t, name) in old {
-                self.queue.remove(&(t, case.clone(), name));
-            }
-        }
-        if items.is_empty() {
-            return;
-        }
-        for (t, name) in &items {
-            self.queue.insert((*t, case.clone(), name.clone()));
-        }
-        self.by_case.insert(case.clone(), items);
-    }
-
-    /// Take the earliest entry due at or before `now`.
-    pub fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, CaseId, String)> {
-        let first = self.queue.first()?;
-        if first.0 > now {
-            return None;
-        }
-        let entry = self.queue.pop_first()?;
-        if let Some(items) = self.by_case.get_mut(&entry.1) {
-            items.retain(|(t, n)| !(*t == entry.0 && *n == entry.2));
-        }
-        Some(entry)
-    }
-
-    /// The next moment anything is due.
-    pub fn next(&self) -> Option<Timestamp> {
-        self.queue.first().map(|e| e.0)
-    }
-
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-}
 
 /// The moments at which `case` needs attention, as of `now` (the case's
 /// last change).

@@ -6,18 +6,19 @@ use std::fmt::{self, Write as _};
 use serde::Serialize;
 
 use crate::audit::{Decision, DecisionKind};
-use crate::case::Case;
+use crate::case::CaseStory;
 
 use super::promise_text;
 
 /// The explanation of one case, printable (`Display`) or as JSON.
 #[derive(Clone, Debug, Serialize)]
 pub struct Explanation {
-    pub case: Case,
+    /// The case with its whole past and every decision.
+    pub case: CaseStory,
 }
 
 impl Explanation {
-    pub fn new(case: Case) -> Self {
+    pub fn new(case: CaseStory) -> Self {
         Explanation { case }
     }
 }
@@ -94,7 +95,7 @@ pub fn describe(d: &Decision) -> String {
 
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.case;
+        let c = &self.case.case;
         writeln!(f, "Case {} — {}", c.id, c.state)?;
         let who = [&c.customer.name, &c.customer.email, &c.customer.phone]
             .iter()
@@ -198,7 +199,7 @@ impl fmt::Display for Explanation {
             }
         }
         writeln!(f, "\nHistory")?;
-        for d in &c.history {
+        for d in &self.case.history {
             writeln!(f, "  {}  {}", d.at.to_rfc3339(), describe(d))?;
         }
         Ok(())

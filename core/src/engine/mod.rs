@@ -22,20 +22,22 @@ use crate::Timestamp;
 use crate::action::Action;
 use crate::audit::{Decision, RuleRef};
 use crate::calendar::{BusinessCalendar, Calendars, parse_duration};
-use crate::case::{Case, CaseId, Channel};
+use crate::case::{Case, CaseId, CaseStory, Past};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{DirectoryDef, LoadedConfig};
+use crate::config::{DirectoryDef, LoadedConfig, PackSource};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use crate::event::{Event, EventError, EventId};
 use crate::plugin::ActionParams;
 use crate::rules::{CustomerStats, RuleSet, Rules};
-use crate::store::{Accepted, Batch, Commit, MemoryStore, Rejected, Store, StoreError};
+use crate::store::{
+    Accepted, Batch, CaseSummary, Commit, Link, MemoryStore, Rejected, Store, StoreError, Timer,
+};
 use crate::workflow::{Transition, Workflow};
 
-pub use due::{DueIndex, PROMISE_CHECKS_BEFORE};
+pub use due::PROMISE_CHECKS_BEFORE;
 pub use explain::Explanation;
 pub use sla::SlaPlan;
-pub use step::{Step, promise_text, step};
+pub use step::{Step, event_time, promise_text, step};
 
 /// Everything loaded from a configuration and compiled, except the rules
 /// (which can be reloaded on their own): immutable, shared.
@@ -57,18 +59,17 @@ pub struct Pack {
     plugin_kinds: HashMap<String, String>,
     /// What each plugin action's parameters must be, where its kind says.
     action_params: BTreeMap<String, ActionParams>,
+    /// Every file the pack was read from: its version, kept by the store
+    /// so replay compiles the pack that decided.
+    source: PackSource,
 }
 
-/// First 16 hex digits of the SHA-256 of `text`: the content hash decision
-/// records carry.
-pub fn content_hash(text: &str) -> String {
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::audit::content_hash;
 
 impl Pack {
     /// Compile a loaded configuration: calendars, SLA plan, rule set.
     pub fn compile(loaded: LoadedConfig) -> Result<(Pack, RuleSet), Diagnostics> {
+        let source = loaded.pack_source();
         let LoadedConfig {
             def,
             sources,
@@ -168,8 +169,19 @@ impl Pack {
             staff,
             plugin_kinds,
             action_params: actions.all_params().clone(),
+            source,
         };
         Ok((pack, rules.expect("no errors, so rules compiled")))
+    }
+
+    /// The pack's version: a content hash of every file it was read from.
+    pub fn version(&self) -> &str {
+        &self.source.hash
+    }
+
+    /// The files of this version.
+    pub fn source(&self) -> &PackSource {
+        &self.source
     }
 
     /// What the parameters of `action` (`warehouse.hold`) must be, when
@@ -281,6 +293,9 @@ pub enum EngineError {
     /// Replay needs a rule set version it cannot have again.
     #[error("rule set version {version} handled events of this case, but {problem}")]
     RuleSetVersion { version: String, problem: String },
+    /// Replay needs a pack version it cannot have again.
+    #[error("pack version {version} handled events of this case, but {problem}")]
+    PackVersion { version: String, problem: String },
 }
 
 /// What handling one event did.
@@ -295,12 +310,24 @@ pub enum Outcome {
     Duplicate,
 }
 
+/// Compiles a stored pack version again, for replay: the files as they
+/// were, checked with the plugin kinds the embedding program knows.
+pub type PackLoader = dyn Fn(&PackSource) -> Result<(Pack, RuleSet), Diagnostics> + Send + Sync;
+
+/// The loader for packs that use the built-in plugin kinds only.
+pub fn builtin_pack_loader(source: &PackSource) -> Result<(Pack, RuleSet), Diagnostics> {
+    let reader = crate::config::MemoryReader::from_source(source);
+    let loaded = crate::config::load_with(&reader, std::path::Path::new(&source.root))?;
+    Pack::compile(loaded)
+}
+
 /// Builds an [`Engine`] from its parts.
 pub struct EngineBuilder {
     pack: Arc<Pack>,
     rules: RuleSet,
     clock: Arc<dyn Clock>,
     store: Box<dyn Store>,
+    loader: Arc<PackLoader>,
 }
 
 impl EngineBuilder {
@@ -314,127 +341,30 @@ impl EngineBuilder {
         self
     }
 
-    /// Build, rebuilding the correlation and due-time indexes from the store.
+    /// How replay compiles an older pack version (default: with the
+    /// built-in plugin kinds).
+    pub fn pack_loader(mut self, loader: Arc<PackLoader>) -> Self {
+        self.loader = loader;
+        self
+    }
+
+    /// Build. Nothing is read into memory but what a store migrated from
+    /// an older release needs once (its timers, which it kept in memory).
     pub fn build(self) -> Result<Engine, StoreError> {
         let mut engine = Engine {
             pack: self.pack,
             rules: Rules::new(self.rules),
             clock: self.clock,
             store: self.store,
-            index: Index::default(),
-            due: DueIndex::default(),
-            kept_versions: HashSet::new(),
+            loader: self.loader,
+            kept: HashSet::new(),
             versions: Mutex::new(HashMap::new()),
         };
-        engine.rebuild()?;
+        if engine.store.timers_stale()? {
+            engine.rebuild_timers()?;
+        }
         Ok(engine)
     }
-}
-
-/// The correlation indexes: which case an order, tracking number or
-/// Message-ID belongs to, and which cases are one customer's.
-#[derive(Debug, Default)]
-struct Index {
-    orders: HashMap<String, CaseId>,
-    tracking: HashMap<String, CaseId>,
-    messages: HashMap<String, CaseId>,
-    customers: HashMap<String, Vec<CaseId>>,
-    summaries: HashMap<CaseId, Summary>,
-}
-
-/// What other cases of the same customer contribute to the rules' view.
-#[derive(Debug, Default, Clone)]
-struct Summary {
-    contacts: u32,
-    by_channel: BTreeMap<Channel, u32>,
-    open: bool,
-}
-
-impl Index {
-    fn add(&mut self, case: &Case, pack: &Pack) {
-        for o in &case.orders {
-            self.orders.insert(o.id.0.clone(), case.id.clone());
-            if let Some(t) = &o.tracking {
-                self.tracking.insert(t.clone(), case.id.clone());
-            }
-        }
-        for m in &case.messages {
-            if let Some(mid) = &m.message_id {
-                self.messages
-                    .insert(normalize_message_id(mid), case.id.clone());
-            }
-        }
-        let mut by_channel = BTreeMap::new();
-        for m in case
-            .messages
-            .iter()
-            .filter(|m| m.author == crate::case::Author::Customer)
-        {
-            *by_channel.entry(m.channel).or_default() += 1;
-        }
-        if let Some(key) = &case.customer.key() {
-            let cases = self.customers.entry(key.clone()).or_default();
-            if !cases.contains(&case.id) {
-                cases.push(case.id.clone());
-            }
-        }
-        self.summaries.insert(
-            case.id.clone(),
-            Summary {
-                contacts: case.contacts,
-                by_channel,
-                open: !pack.workflow.is_terminal(case.state.as_str()),
-            },
-        );
-    }
-
-    /// The customer's other cases, as the rules see them.
-    fn others(&self, case: &CaseId, key: Option<&str>) -> CustomerStats {
-        let mut stats = CustomerStats::default();
-        let Some(cases) = key.and_then(|k| self.customers.get(k)) else {
-            return stats;
-        };
-        for id in cases.iter().filter(|id| *id != case) {
-            let Some(s) = self.summaries.get(id) else {
-                continue;
-            };
-            stats.cases += 1;
-            stats.open_cases += u32::from(s.open);
-            stats.contacts += s.contacts;
-            for (ch, n) in &s.by_channel {
-                *stats.by_channel.entry(*ch).or_default() += n;
-            }
-        }
-        stats
-    }
-
-    fn resolve(&self, event: &Event) -> Option<CaseId> {
-        if let Some(c) = &event.case {
-            return Some(c.clone());
-        }
-        if let Some(o) = &event.order
-            && let Some(c) = self.orders.get(o.as_str())
-        {
-            return Some(c.clone());
-        }
-        if let Some(t) = &event.tracking
-            && let Some(c) = self.tracking.get(t)
-        {
-            return Some(c.clone());
-        }
-        event
-            .in_reply_to
-            .iter()
-            .find_map(|m| self.messages.get(&normalize_message_id(m)).cloned())
-    }
-}
-
-/// `<abc@x>` and `abc@x` name the same message.
-fn normalize_message_id(id: &str) -> String {
-    id.trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_owned()
 }
 
 /// The id of the case an event opens: `C-` and the event id when that is
@@ -460,6 +390,9 @@ fn new_case_id(event: &EventId) -> CaseId {
 /// Inbound kinds that open a new case when they match none.
 const OPENING_KINDS: &[&str] = &["customer.message", "customer.call", "email.received"];
 
+/// How many due timers `tick` takes from the store at a time.
+const TICK_ROUND: usize = 512;
+
 /// The workflow engine.
 ///
 /// ```no_run
@@ -472,18 +405,24 @@ const OPENING_KINDS: &[&str] = &["customer.message", "customer.call", "email.rec
 /// engine.handle(event).unwrap();
 /// # }
 /// ```
+///
+/// The engine holds no per-case state: every case, link and timer is
+/// asked of the store when needed, so its memory does not grow with the
+/// number of cases and it starts at once on a store of any size.
 pub struct Engine {
     pack: Arc<Pack>,
     rules: Rules,
     clock: Arc<dyn Clock>,
     store: Box<dyn Store>,
-    index: Index,
-    due: DueIndex,
-    /// Rule set versions known to be in the store.
-    kept_versions: HashSet<String>,
-    /// Older rule set versions compiled again for replay.
-    versions: Mutex<HashMap<String, Arc<RuleSet>>>,
+    loader: Arc<PackLoader>,
+    /// Rule set and pack versions known to be in the store.
+    kept: HashSet<String>,
+    /// Older (pack, rule set) versions compiled again for replay.
+    versions: Mutex<HashMap<(String, String), Version>>,
 }
+
+/// A pack and a rule set that decided together.
+type Version = (Arc<Pack>, Arc<RuleSet>);
 
 impl Engine {
     /// An engine on the wall clock and an in-memory store; change either
@@ -494,6 +433,7 @@ impl Engine {
             rules,
             clock: Arc::new(SystemClock),
             store: Box::new(MemoryStore::new()),
+            loader: Arc::new(builtin_pack_loader),
         }
     }
 
@@ -517,29 +457,36 @@ impl Engine {
 
     /// The store, for the outbox runner (claiming and completing actions).
     ///
-    /// Write cases and events only through the engine: its correlation and
-    /// due-time indexes follow what it commits, not what others write.
+    /// Write cases and events only through the engine.
     pub fn store_mut(&mut self) -> &mut dyn Store {
         self.store.as_mut()
     }
 
-    /// Rebuild the correlation and due-time indexes from the store: at
-    /// start, and after a commit failed (the indexes had moved ahead of
-    /// what the store kept).
-    fn rebuild(&mut self) -> Result<(), StoreError> {
-        self.index = Index::default();
-        self.due = DueIndex::default();
+    /// Derive every case's timers once, for a store migrated from a
+    /// release that kept them in memory; also settles which cases are open.
+    fn rebuild_timers(&mut self) -> Result<(), StoreError> {
         let now = self.clock.now();
         for id in self.store.case_ids()? {
             if let Some(case) = self.store.load(&id)? {
-                self.index.add(&case, &self.pack);
                 // Moments after the case's last change: a timer that came
                 // due while casework was down fires at the next tick.
-                let items = due::due_items(&self.pack, &case, now.min(case.updated_at));
-                self.due.set(&case.id, items);
+                let timers = self.timers_of(&case, now.min(case.updated_at));
+                let open = !self.pack.workflow.is_terminal(case.state.as_str());
+                self.store.refresh_case(&case, &timers, open)?;
             }
         }
-        Ok(())
+        self.store.timers_rebuilt()
+    }
+
+    fn timers_of(&self, case: &Case, now: Timestamp) -> Vec<Timer> {
+        due::due_items(&self.pack, case, now)
+            .into_iter()
+            .map(|(due, name)| Timer {
+                due,
+                case: case.id.clone(),
+                name,
+            })
+            .collect()
     }
 
     /// Handle one event at the clock's time.
@@ -551,8 +498,7 @@ impl Engine {
     /// Handle one event at `now` (the clock's time, or a timer's due time).
     pub fn handle_at(&mut self, event: Event, now: Timestamp) -> Result<Outcome, EngineError> {
         let mut pending = Pending::default();
-        let result = self.step_into(&mut pending, event, now);
-        let result = self.abandon_on_error(result)?;
+        let result = self.step_into(&mut pending, event, now)?;
         self.finish(pending)?;
         result.map_err(EngineError::Rejected)
     }
@@ -574,8 +520,7 @@ impl Engine {
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(events.len());
         for e in events {
-            let result = self.step_into(&mut pending, e, now);
-            results.push(self.abandon_on_error(result)?);
+            results.push(self.step_into(&mut pending, e, now)?);
         }
         self.finish(pending)?;
         Ok(results)
@@ -588,7 +533,7 @@ impl Engine {
         pending: &mut Pending,
         event: Event,
         now: Timestamp,
-    ) -> Result<Result<Outcome, EventError>, StoreError> {
+    ) -> Result<Result<Outcome, EventError>, EngineError> {
         match self.try_handle(pending, &event, now) {
             Ok(outcome) => Ok(Ok(outcome)),
             Err(EngineError::Rejected(error)) => {
@@ -599,42 +544,75 @@ impl Engine {
                 });
                 Ok(Err(error))
             }
-            Err(EngineError::Store(e)) => Err(e),
-            Err(e) => Err(StoreError::Backend(e.to_string())),
+            Err(e) => Err(e),
         }
     }
 
-    /// A store read failed mid-batch: drop the batch, and bring the
-    /// indexes (which followed the batch so far) back to the store's truth.
-    fn abandon_on_error<T>(&mut self, result: Result<T, StoreError>) -> Result<T, EngineError> {
-        result.map_err(|e| {
-            if let Err(again) = self.rebuild() {
-                tracing::error!("rebuilding the indexes after a failed read: {again}");
-            }
-            EngineError::Store(e)
-        })
-    }
-
-    /// Commit what a batch produced. On failure the indexes, which already
-    /// followed the batch, are rebuilt from what the store actually kept.
+    /// Commit what a batch produced.
     fn finish(&mut self, pending: Pending) -> Result<(), EngineError> {
-        if pending.batch.is_empty() {
+        let batch = pending.batch;
+        if batch.is_empty() && batch.fired.is_empty() {
             return Ok(());
         }
-        let versions: Vec<String> = pending
-            .batch
-            .rulesets
-            .iter()
-            .map(|s| s.hash.clone())
+        let versions: Vec<String> = (batch.rulesets.iter().map(|s| s.hash.clone()))
+            .chain(batch.packs.iter().map(|s| s.hash.clone()))
             .collect();
-        if let Err(e) = self.store.commit_batch(pending.batch) {
-            if let Err(again) = self.rebuild() {
-                tracing::error!("rebuilding the indexes after a failed commit: {again}");
-            }
-            return Err(e.into());
-        }
-        self.kept_versions.extend(versions);
+        self.store.commit_batch(batch)?;
+        self.kept.extend(versions);
         Ok(())
+    }
+
+    /// The case an event is for: its case id, else the case its order,
+    /// tracking number or Message-ID is linked to (in this batch first).
+    fn resolve(&self, pending: &Pending, event: &Event) -> Result<Option<CaseId>, StoreError> {
+        if let Some(c) = &event.case {
+            return Ok(Some(c.clone()));
+        }
+        let links = (event.order.iter().map(|o| Link::Order(o.as_str())))
+            .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
+            .chain(event.in_reply_to.iter().map(|m| Link::MessageId(m)));
+        for link in links {
+            if let Some(c) = pending.links.get(&link.key()) {
+                return Ok(Some(c.clone()));
+            }
+            if let Some(c) = self.store.linked_case(&link)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The customer's other cases, as the rules see them.
+    fn others(
+        &self,
+        pending: &Pending,
+        case: &CaseId,
+        key: Option<&str>,
+    ) -> Result<CustomerStats, StoreError> {
+        let mut stats = CustomerStats::default();
+        let Some(key) = key else { return Ok(stats) };
+        let mut summaries: BTreeMap<CaseId, CaseSummary> = self
+            .store
+            .customer_cases(key)?
+            .into_iter()
+            .map(|s| (s.case.clone(), s))
+            .collect();
+        for (id, (k, s)) in &pending.summaries {
+            if k.as_deref() == Some(key) {
+                summaries.insert(id.clone(), s.clone());
+            } else {
+                summaries.remove(id);
+            }
+        }
+        for s in summaries.values().filter(|s| &s.case != case) {
+            stats.cases += 1;
+            stats.open_cases += u32::from(s.open);
+            stats.contacts += s.contacts;
+            for (ch, n) in &s.by_channel {
+                *stats.by_channel.entry(*ch).or_default() += n;
+            }
+        }
+        Ok(stats)
     }
 
     fn try_handle(
@@ -661,32 +639,10 @@ impl Engine {
             }
             .into());
         }
-        let id = match self.index.resolve(event) {
+        let id = match self.resolve(pending, event)? {
             Some(id) => id,
             None if OPENING_KINDS.contains(&event.kind.as_str()) => new_case_id(&event.id),
-            None => {
-                let key = event
-                    .order
-                    .as_ref()
-                    .map(|o| format!("order {o}"))
-                    .or(event
-                        .tracking
-                        .as_ref()
-                        .map(|t| format!("tracking number {t}")))
-                    .or(event.in_reply_to.first().map(|m| format!("Message-ID {m}")));
-                return Err(match key {
-                    Some(key) => EventError::UnknownCase {
-                        event: event.id.clone(),
-                        kind: event.kind.0.clone(),
-                        key,
-                    },
-                    None => EventError::NoSubject {
-                        event: event.id.clone(),
-                        kind: event.kind.0.clone(),
-                    },
-                }
-                .into());
-            }
+            None => return Err(unresolved(event).into()),
         };
         let case = match pending.cases.get(&id) {
             Some(c) => Some(c.clone()),
@@ -696,17 +652,33 @@ impl Engine {
             .as_ref()
             .and_then(|c| c.customer.key())
             .or_else(|| event_customer_key(event));
-        let others = self.index.others(&id, key.as_deref());
+        let others = self.others(pending, &id, key.as_deref())?;
         let rules = self.rules.current();
-        self.keep_version(pending, &rules)?;
+        self.keep_versions(pending, &rules)?;
+        let before = case.as_ref().map(link_keys).unwrap_or_default();
         let Step {
             case,
             decisions,
             actions,
+            past,
         } = step(&self.pack, &rules, case, &id, event, now, &others)?;
-        self.index.add(&case, &self.pack);
-        let items = due::due_items(&self.pack, &case, now);
-        self.due.set(&case.id, items);
+        let mut links: Vec<String> = link_keys(&case)
+            .into_iter()
+            .filter(|k| !before.contains(k))
+            .collect();
+        links.extend(past.iter().filter_map(|p| match p {
+            Past::Message(m) => m.message_id.as_deref().map(|m| Link::MessageId(m).key()),
+            _ => None,
+        }));
+        let open = !self.pack.workflow.is_terminal(case.state.as_str());
+        let timers = self.timers_of(&case, case.updated_at);
+        for k in &links {
+            pending.links.insert(k.clone(), id.clone());
+        }
+        pending.summaries.insert(
+            id.clone(),
+            (case.customer.key(), CaseSummary::of(&case, open)),
+        );
         pending.seen.insert(event.id.clone());
         pending.cases.insert(id.clone(), case.clone());
         pending.batch.commits.push(Commit {
@@ -716,10 +688,15 @@ impl Engine {
                 handled_at: now,
                 customer: others,
                 ruleset: Some(rules.hash().to_owned()),
+                pack: Some(self.pack.version().to_owned()),
             },
             case,
             decisions: decisions.clone(),
             actions: actions.clone(),
+            past,
+            timers,
+            links,
+            open,
         });
         Ok(Outcome::Handled {
             case: id,
@@ -729,116 +706,150 @@ impl Engine {
     }
 
     /// Fire everything due at or before `now`, in time order, each at its
-    /// own due time, and commit them in one transaction. Returns the
+    /// own due time. Due timers are taken from the store a round at a
+    /// time (one timer per case a round, since firing one moves a case's
+    /// others), each round committed in one transaction. Returns the
     /// outcomes of the timer events.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Outcome>, EngineError> {
         let mut out = Vec::new();
-        let mut pending = Pending::default();
-        while let Some((due, case, timer)) = self.due.pop_due(now) {
-            let event = Event::new(
-                format!("timer:{case}:{timer}:{}", due.timestamp()),
-                due,
-                "timer.fired",
-                Some(case),
-            )
-            .with("timer", &timer);
-            let result = self.step_into(&mut pending, event, due);
-            match self.abandon_on_error(result)? {
-                Ok(o) => out.push(o),
-                Err(e) => tracing::warn!("timer {timer} rejected: {e}"),
+        loop {
+            let due = self.store.due_timers(now, TICK_ROUND)?;
+            if due.is_empty() {
+                return Ok(out);
             }
+            let mut pending = Pending::default();
+            let mut stepped = HashSet::new();
+            for timer in due {
+                if !stepped.insert(timer.case.clone()) {
+                    continue;
+                }
+                let event = Event::new(
+                    format!(
+                        "timer:{}:{}:{}",
+                        timer.case,
+                        timer.name,
+                        timer.due.timestamp()
+                    ),
+                    timer.due,
+                    "timer.fired",
+                    Some(timer.case.clone()),
+                )
+                .with("timer", &timer.name);
+                let due_at = timer.due;
+                // A timer whose event is a duplicate or refused leaves
+                // with this round; one that stepped is replaced with its
+                // case's new timers.
+                pending.batch.fired.push(timer);
+                match self.step_into(&mut pending, event, due_at)? {
+                    Ok(o) => out.push(o),
+                    Err(e) => tracing::warn!("timer rejected: {e}"),
+                }
+            }
+            self.finish(pending)?;
         }
-        self.finish(pending)?;
-        Ok(out)
     }
 
     /// The next moment a timer is due, if any.
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.due.next()
+    pub fn next_due(&self) -> Result<Option<Timestamp>, EngineError> {
+        Ok(self.store.next_timer()?)
     }
 
     /// How many timers are waiting.
-    pub fn pending_timers(&self) -> usize {
-        self.due.len()
+    pub fn pending_timers(&self) -> Result<usize, EngineError> {
+        Ok(self.store.timer_count()?)
     }
 
+    /// A case's present.
     pub fn case(&self, id: &CaseId) -> Result<Option<Case>, EngineError> {
         Ok(self.store.load(id)?)
     }
 
-    /// Make sure the store keeps the source of the rule set version about
-    /// to decide, in the same transaction as the first event it handles.
-    fn keep_version(&mut self, pending: &mut Pending, rules: &RuleSet) -> Result<(), StoreError> {
+    /// A case with its whole past and every decision: what is shown.
+    pub fn story(&self, id: &CaseId) -> Result<CaseStory, EngineError> {
+        let case = self
+            .store
+            .load(id)?
+            .ok_or_else(|| EngineError::UnknownCase(id.clone()))?;
+        Ok(CaseStory::new(
+            case,
+            self.store.past(id)?,
+            self.store.decisions(id)?,
+        ))
+    }
+
+    /// Make sure the store keeps the sources of the rule set and pack
+    /// versions about to decide, in the same transaction as the first
+    /// event they handle.
+    fn keep_versions(&mut self, pending: &mut Pending, rules: &RuleSet) -> Result<(), StoreError> {
         let version = rules.hash();
-        if self.kept_versions.contains(version)
-            || pending.batch.rulesets.iter().any(|s| s.hash == version)
+        if !self.kept.contains(version) && !pending.batch.rulesets.iter().any(|s| s.hash == version)
         {
-            return Ok(());
+            if self.store.ruleset(version)?.is_some() {
+                self.kept.insert(version.to_owned());
+            } else {
+                pending.batch.rulesets.push(rules.source());
+            }
         }
-        if self.store.ruleset(version)?.is_some() {
-            self.kept_versions.insert(version.to_owned());
-        } else {
-            pending.batch.rulesets.push(rules.source());
+        let pack = self.pack.version();
+        if !self.kept.contains(pack) && !pending.batch.packs.iter().any(|s| s.hash == pack) {
+            if self.store.pack(pack)?.is_some() {
+                self.kept.insert(pack.to_owned());
+            } else {
+                pending.batch.packs.push(self.pack.source().clone());
+            }
         }
         Ok(())
     }
 
-    /// The rule set version that handled an event: the one in force, or
-    /// an older one compiled again from the source the store kept.
-    fn version(
-        &self,
-        version: Option<&str>,
-        current: &Arc<RuleSet>,
-    ) -> Result<Arc<RuleSet>, EngineError> {
-        // Events stored before versions were kept replay with the rules in force.
-        let Some(version) = version.filter(|v| *v != current.hash()) else {
-            return Ok(current.clone());
-        };
+    /// The pack and rule set that handled an event: the ones in force, or
+    /// older ones compiled again from the sources the store kept.
+    fn version(&self, accepted: &Accepted, current: &Arc<RuleSet>) -> Result<Version, EngineError> {
+        // Events stored before versions were kept replay with the ones in force.
+        let pack_hash = accepted.pack.as_deref().unwrap_or(self.pack.version());
+        let base_rules = current.hash().to_owned();
+        let rule_hash = accepted.ruleset.as_deref().unwrap_or(&base_rules);
+        if pack_hash == self.pack.version() && rule_hash == current.hash() {
+            return Ok((self.pack.clone(), current.clone()));
+        }
+        let key = (pack_hash.to_owned(), rule_hash.to_owned());
         let mut cache = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(set) = cache.get(version) {
-            return Ok(set.clone());
+        if let Some(v) = cache.get(&key) {
+            return Ok(v.clone());
         }
-        let problem = |problem: String| EngineError::RuleSetVersion {
-            version: version.to_owned(),
-            problem,
+        let (pack, rules) = if pack_hash == self.pack.version() {
+            (self.pack.clone(), current.clone())
+        } else {
+            let problem = |problem: String| EngineError::PackVersion {
+                version: pack_hash.to_owned(),
+                problem,
+            };
+            let source = self
+                .store
+                .pack(pack_hash)?
+                .ok_or_else(|| problem("the store does not have its files".into()))?;
+            let (pack, rules) = (self.loader)(&source)
+                .map_err(|d| problem(format!("its stored files no longer load:\n{d}")))?;
+            (Arc::new(pack), Arc::new(rules))
         };
-        let source = self
-            .store
-            .ruleset(version)?
-            .ok_or_else(|| problem("the store does not have its source".into()))?;
-        let set = current.recompile(&source).map_err(|d| {
-            problem(format!(
-                "it no longer compiles against the current directory, calendars and workflow:\n{d}"
-            ))
-        })?;
-        if set.hash() != version {
-            return Err(problem(format!(
-                "its stored source compiles to version {}",
-                set.hash()
-            )));
-        }
-        let set = Arc::new(set);
-        cache.insert(version.to_owned(), set.clone());
-        Ok(set)
+        let rules = if rule_hash == rules.hash() {
+            rules
+        } else {
+            Arc::new(recompile(self.store.as_ref(), rule_hash, &rules)?)
+        };
+        let v = (pack, rules);
+        cache.insert(key, v.clone());
+        Ok(v)
     }
 
-    /// Rebuild a case from its stored events alone, each with the rule set
-    /// version that handled it: the result must equal the stored case (a
-    /// property test checks it), across hot reloads too.
+    /// Rebuild a case from its stored events alone, each with the pack and
+    /// rule set versions that handled it: the result must equal the stored
+    /// case (a property test checks it), across reloads and upgrades too.
     pub fn replay(&self, id: &CaseId) -> Result<Case, EngineError> {
         let current = self.rules.current();
         let mut case = None;
         for a in self.store.events(id)? {
-            let rules = self.version(a.ruleset.as_deref(), &current)?;
-            let s = step(
-                &self.pack,
-                &rules,
-                case,
-                id,
-                &a.event,
-                a.handled_at,
-                &a.customer,
-            )?;
+            let (pack, rules) = self.version(&a, &current)?;
+            let s = step(&pack, &rules, case, id, &a.event, a.handled_at, &a.customer)?;
             case = Some(s.case);
         }
         case.ok_or_else(|| EngineError::UnknownCase(id.clone()))
@@ -846,11 +857,7 @@ impl Engine {
 
     /// The case's story for the next agent.
     pub fn explain(&self, id: &CaseId) -> Result<Explanation, EngineError> {
-        let case = self
-            .store
-            .load(id)?
-            .ok_or_else(|| EngineError::UnknownCase(id.clone()))?;
-        Ok(Explanation::new(case))
+        Ok(Explanation::new(self.story(id)?))
     }
 
     /// Actions requested and not yet done.
@@ -863,12 +870,73 @@ impl Engine {
     }
 }
 
-/// A batch being built: the commits so far, and the cases as they left
-/// them (later events of the batch must see those, not the store's).
+/// Compile a stored rule set version against `base` (its pack's rules).
+fn recompile(store: &dyn Store, version: &str, base: &RuleSet) -> Result<RuleSet, EngineError> {
+    let problem = |problem: String| EngineError::RuleSetVersion {
+        version: version.to_owned(),
+        problem,
+    };
+    let source = store
+        .ruleset(version)?
+        .ok_or_else(|| problem("the store does not have its source".into()))?;
+    let set = base.recompile(&source).map_err(|d| {
+        problem(format!(
+            "it no longer compiles against its pack's directory, calendars and workflow:\n{d}"
+        ))
+    })?;
+    if set.hash() != version {
+        return Err(problem(format!(
+            "its stored source compiles to version {}",
+            set.hash()
+        )));
+    }
+    Ok(set)
+}
+
+/// Why an event that opens no case found none.
+fn unresolved(event: &Event) -> EventError {
+    let key = event
+        .order
+        .as_ref()
+        .map(|o| format!("order {o}"))
+        .or(event
+            .tracking
+            .as_ref()
+            .map(|t| format!("tracking number {t}")))
+        .or(event.in_reply_to.first().map(|m| format!("Message-ID {m}")));
+    match key {
+        Some(key) => EventError::UnknownCase {
+            event: event.id.clone(),
+            kind: event.kind.0.clone(),
+            key,
+        },
+        None => EventError::NoSubject {
+            event: event.id.clone(),
+            kind: event.kind.0.clone(),
+        },
+    }
+}
+
+/// The order and tracking links a case makes.
+fn link_keys(case: &Case) -> Vec<String> {
+    let mut keys = Vec::new();
+    for o in &case.orders {
+        keys.push(Link::Order(o.id.as_str()).key());
+        if let Some(t) = &o.tracking {
+            keys.push(Link::Tracking(t).key());
+        }
+    }
+    keys
+}
+
+/// A batch being built: the commits so far, and what they changed that
+/// later events of the batch must see before the store does.
 #[derive(Default)]
 struct Pending {
     batch: Batch,
     cases: HashMap<CaseId, Case>,
+    links: HashMap<String, CaseId>,
+    summaries: HashMap<CaseId, (Option<String>, CaseSummary)>,
     seen: HashSet<EventId>,
 }
 

@@ -107,7 +107,7 @@ fn case_with(text: &str) -> Case {
     case.customer.email = Some("jo@example.com".into());
     case.contacts = 1;
     if !text.is_empty() {
-        case.messages.push(Message {
+        case.add_message(Message {
             at,
             author: Author::Customer,
             from: None,
@@ -1151,7 +1151,7 @@ fn rules_pack_callback_promises() {
     assert_eq!(c.actions[0].action, "team.notify");
     run.now = ts("2026-11-25T15:00:00+09:00");
     assert_eq!(status(&run).status, PromiseStatus::Broken);
-    run.case.messages.push(Message {
+    run.case.add_message(Message {
         at: ts("2026-11-25T14:00:00+09:00"),
         author: Author::Agent,
         from: Some("jeniffer".into()),

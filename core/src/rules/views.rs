@@ -361,15 +361,10 @@ fn register_case(engine: &mut Engine) {
                 .collect()
         })
         .register_get("message_count", |c: &mut CaseView| -> R<i64> {
-            Ok(c.case.get()?.messages.len() as i64)
+            Ok(i64::from(c.case.get()?.message_count))
         })
         .register_get("inbound_count", |c: &mut CaseView| -> R<i64> {
-            Ok(c.case
-                .get()?
-                .messages
-                .iter()
-                .filter(|m| is_inbound(m))
-                .count() as i64)
+            Ok(i64::from(c.case.get()?.inbound_count))
         })
         .register_get("latest_inbound", |c: &mut CaseView| -> R<Dynamic> {
             let case = c.case.get()?;
@@ -391,19 +386,13 @@ fn register_case(engine: &mut Engine) {
         .register_fn(
             "agent_called_since",
             |c: &mut CaseView, since: Timestamp| -> R<bool> {
-                Ok(c.case.get()?.messages.iter().any(|m| {
-                    m.author == Author::Agent && m.channel == Channel::Phone && m.at >= since
-                }))
+                Ok(c.case.get()?.last_call_at.is_some_and(|at| at >= since))
             },
         )
         .register_fn(
             "agent_replied_since",
             |c: &mut CaseView, since: Timestamp| -> R<bool> {
-                Ok(c.case
-                    .get()?
-                    .messages
-                    .iter()
-                    .any(|m| m.author == Author::Agent && m.at >= since))
+                Ok(c.case.get()?.last_reply_at.is_some_and(|at| at >= since))
             },
         )
         .register_get("orders", |c: &mut CaseView| -> R<Array> {

@@ -31,23 +31,37 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
+use std::collections::BTreeMap;
+
 use super::{
-    Accepted, ActionOutcome, ActionStatus, Batch, ClaimRequest, OutboxCounts, OutboxEntry,
-    Rejected, Store, StoreError,
+    Accepted, ActionOutcome, ActionStatus, Batch, CaseSummary, ClaimRequest, Commit, Link,
+    OutboxCounts, OutboxEntry, Rejected, Store, StoreError, Timer,
 };
 use crate::Timestamp;
 use crate::action::Action;
 use crate::audit::Decision;
-use crate::case::{Case, CaseId};
+use crate::case::{Case, CaseId, Past};
+use crate::config::PackSource;
 use crate::event::EventId;
 use crate::rules::RuleSetSource;
+
+/// One step of the schema: SQL, or SQL followed by a rewrite of rows that
+/// SQL alone cannot do.
+pub enum Migration {
+    Sql(&'static str),
+    SqlThen(
+        &'static str,
+        fn(&rusqlite::Transaction<'_>, &str) -> Result<(), StoreError>,
+    ),
+}
 
 /// The schema, as ordered migrations: migration `i` (1-based) brings the
 /// file from version `i - 1` to `i`. Never edit a published migration;
 /// append a new one.
-pub const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[Migration] = &[
     // 1: events, cases, decisions, outbox, rejected events.
-    r#"
+    Migration::Sql(
+        r#"
     CREATE TABLE events (
         seq        INTEGER PRIMARY KEY AUTOINCREMENT,
         id         TEXT NOT NULL UNIQUE,
@@ -99,9 +113,11 @@ pub const MIGRATIONS: &[&str] = &[
         error    TEXT NOT NULL
     );
     "#,
+    ),
     // 2: the rule set version that handled each event, and the versions'
     // sources, so replay uses the rules that decided.
-    r#"
+    Migration::Sql(
+        r#"
     ALTER TABLE events ADD COLUMN ruleset TEXT;  -- NULL: stored before version 2
 
     CREATE TABLE rulesets (
@@ -109,7 +125,130 @@ pub const MIGRATIONS: &[&str] = &[
         source TEXT NOT NULL     -- RuleSetSource as JSON: the rules section and files
     );
     "#,
+    ),
+    // 3: constant cost per event. The case row keeps the present; the
+    // past (messages, notes, settled promises, done tasks) is appended to
+    // `past`; correlation keys, timers and counters get their own indexed
+    // tables; every pack version is kept. Existing rows are rewritten by
+    // `split_case_rows`; timers are rebuilt once by the engine, which
+    // knows the workflow (`timers.stale`).
+    Migration::SqlThen(
+        r#"
+    ALTER TABLE events ADD COLUMN pack TEXT;     -- NULL: stored before version 3
+    CREATE TABLE packs (
+        hash   TEXT PRIMARY KEY,
+        source TEXT NOT NULL     -- PackSource as JSON: every file of the pack
+    );
+
+    ALTER TABLE cases ADD COLUMN customer_key TEXT;
+    ALTER TABLE cases ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    CREATE INDEX cases_by_customer ON cases (customer_key) WHERE customer_key IS NOT NULL;
+
+    CREATE TABLE past (
+        case_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        body    TEXT NOT NULL,   -- a Past item as JSON
+        PRIMARY KEY (case_id, seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE links (
+        key     TEXT PRIMARY KEY,  -- order:O-1, tracking:T-1, message:<id>
+        case_id TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE timers (
+        case_id TEXT NOT NULL,
+        due     INTEGER NOT NULL,  -- ms since the epoch
+        name    TEXT NOT NULL,
+        due_at  TEXT NOT NULL,     -- the same, RFC 3339 with its offset
+        PRIMARY KEY (case_id, due, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX timers_by_due ON timers (due);
+
+    CREATE INDEX outbox_by_case ON outbox (case_id, seq);
+
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        n    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO counters (name, n)
+        SELECT 'outbox.' || status, COUNT(*) FROM outbox GROUP BY status;
+    INSERT INTO counters (name, n) VALUES
+        ('events', (SELECT COUNT(*) FROM events)),
+        ('cases', (SELECT COUNT(*) FROM cases)),
+        ('rejected', (SELECT COUNT(*) FROM rejected)),
+        ('timers', 0);
+    INSERT INTO counters (name, n) SELECT 'timers.stale', 1 WHERE EXISTS (SELECT 1 FROM cases);
+    "#,
+        split_case_rows,
+    ),
 ];
+
+/// Migration 3's rewrite: each case row as the release before wrote it
+/// (its whole past inside) becomes its present, its past rows and its
+/// links. Decisions were already in `decisions`, events in `events`.
+fn split_case_rows(tx: &rusqlite::Transaction<'_>, path: &str) -> Result<(), StoreError> {
+    let err = |e: rusqlite::Error| classify(path, &e);
+    let rows: Vec<(String, String)> = {
+        let mut stmt = tx.prepare("SELECT id, body FROM cases").map_err(err)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?
+    };
+    for (id, body) in rows {
+        let old: serde_json::Value = decode(path, "cases", &body)?;
+        let events = old
+            .get("events")
+            .and_then(|e| e.as_array())
+            .map_or(0, Vec::len);
+        let mut case: Case = decode(path, "cases", &body)?;
+        case.event_count = u32::try_from(events).unwrap_or(u32::MAX);
+        case.task_count = u32::try_from(case.tasks.len()).unwrap_or(u32::MAX);
+        for m in std::mem::take(&mut case.messages) {
+            case.add_message(m);
+        }
+        let past = case.close_step(crate::case::Marks::default());
+        for (seq, item) in (1_i64..).zip(&past) {
+            tx.execute(
+                "INSERT INTO past (case_id, seq, body) VALUES (?1, ?2, ?3)",
+                params![id, seq, encode(item)?],
+            )
+            .map_err(err)?;
+        }
+        let mut links = Vec::new();
+        for o in &case.orders {
+            links.push(Link::Order(o.id.as_str()).key());
+            links.extend(o.tracking.as_deref().map(|t| Link::Tracking(t).key()));
+        }
+        for p in &past {
+            if let Past::Message(m) = p {
+                links.extend(m.message_id.as_deref().map(|m| Link::MessageId(m).key()));
+            }
+        }
+        for key in links {
+            tx.execute(
+                "INSERT INTO links (key, case_id) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET case_id = excluded.case_id",
+                params![key, id],
+            )
+            .map_err(err)?;
+        }
+        // `open` is settled by the engine's one-time timer rebuild, which
+        // knows the workflow's terminal states.
+        tx.execute(
+            "UPDATE cases SET body = ?2, customer_key = ?3, summary = ?4 WHERE id = ?1",
+            params![
+                id,
+                encode(&case)?,
+                case.customer.key(),
+                encode(&CaseSummary::of(&case, true))?
+            ],
+        )
+        .map_err(err)?;
+    }
+    Ok(())
+}
 
 /// The schema version this casework writes.
 pub fn schema_version() -> i64 {
@@ -235,8 +374,15 @@ impl SqliteStore {
                 supported,
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            tx.execute_batch(sql).map_err(|e| classify(&shown, &e))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            match migration {
+                Migration::Sql(sql) => tx.execute_batch(sql),
+                Migration::SqlThen(sql, _) => tx.execute_batch(sql),
+            }
+            .map_err(|e| classify(&shown, &e))?;
+            if let Migration::SqlThen(_, rewrite) = migration {
+                rewrite(&tx, &shown)?;
+            }
             tx.execute(
                 "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
                 params![i as i64 + 1, chrono::Utc::now().to_rfc3339()],
@@ -357,6 +503,212 @@ fn classify(path: &str, e: &rusqlite::Error) -> StoreError {
     }
 }
 
+impl SqliteStore {
+    /// Add `by` to a counter (events, cases, outbox.pending, ...).
+    fn bump(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> rusqlite::Result<()> {
+        if by != 0 {
+            tx.prepare_cached(
+                "INSERT INTO counters (name, n) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET n = n + excluded.n",
+            )?
+            .execute(params![name, by])?;
+        }
+        Ok(())
+    }
+
+    fn counter(&self, name: &str) -> Result<i64, StoreError> {
+        self.conn
+            .prepare_cached("SELECT n FROM counters WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |r| r.get::<_, i64>(0)).optional())
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Replace a case's timers inside `tx`, keeping the `timers` counter.
+    fn replace_timers(
+        tx: &rusqlite::Transaction<'_>,
+        case: &CaseId,
+        timers: &[Timer],
+    ) -> rusqlite::Result<()> {
+        let removed = tx
+            .prepare_cached("DELETE FROM timers WHERE case_id = ?1")?
+            .execute([&case.0])?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO timers (case_id, due, name, due_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?;
+        let mut added = 0;
+        for t in timers {
+            added += insert.execute(params![case.0, millis(t.due), t.name, t.due.to_rfc3339()])?;
+        }
+        Self::bump(tx, "timers", added as i64 - removed as i64)
+    }
+
+    /// Write one commit inside the batch's transaction.
+    fn write_commit(tx: &rusqlite::Transaction<'_>, c: &Commit) -> Result<(), WriteError> {
+        let a = &c.accepted;
+        let inserted = tx
+            .prepare_cached(
+                "INSERT INTO events (id, case_id, handled_at, event, customer, ruleset, pack)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                a.event.id.0,
+                a.case.0,
+                a.handled_at.to_rfc3339(),
+                encode(&a.event)?,
+                encode(&a.customer)?,
+                a.ruleset,
+                a.pack,
+            ])?;
+        if inserted == 0 {
+            return Err(WriteError::Store(StoreError::Duplicate(a.event.id.clone())));
+        }
+        Self::bump(tx, "events", 1)?;
+        let id = &c.case.id.0;
+        let summary = CaseSummary::of(&c.case, c.open);
+        tx.prepare_cached(
+            "INSERT INTO cases (id, state, updated_at, body, customer_key, summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state,
+                 updated_at = excluded.updated_at, body = excluded.body,
+                 customer_key = excluded.customer_key, summary = excluded.summary",
+        )?
+        .execute(params![
+            id,
+            c.case.state.0,
+            c.case.updated_at.to_rfc3339(),
+            encode(&c.case)?,
+            c.case.customer.key(),
+            encode(&summary)?,
+        ])?;
+        if c.case.event_count <= 1 {
+            Self::bump(tx, "cases", 1)?;
+        }
+        if !c.decisions.is_empty() {
+            let first: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM decisions WHERE case_id = ?1",
+                )?
+                .query_row([id], |r| r.get(0))?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO decisions (case_id, seq, event_id, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (seq, d) in (first..).zip(&c.decisions) {
+                insert.execute(params![
+                    id,
+                    seq,
+                    d.event.as_ref().map(|e| e.0.as_str()),
+                    encode(d)?
+                ])?;
+            }
+        }
+        if !c.past.is_empty() {
+            let first: i64 = tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM past WHERE case_id = ?1")?
+                .query_row([id], |r| r.get(0))?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO past (case_id, seq, body) VALUES (?1, ?2, ?3)")?;
+            for (seq, item) in (first..).zip(&c.past) {
+                insert.execute(params![id, seq, encode(item)?])?;
+            }
+        }
+        let mut link = tx.prepare_cached(
+            "INSERT INTO links (key, case_id) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET case_id = excluded.case_id",
+        )?;
+        for key in &c.links {
+            link.execute(params![key, id])?;
+        }
+        Self::replace_timers(tx, &c.case.id, &c.timers)?;
+        let mut insert_action = tx.prepare_cached(
+            "INSERT INTO outbox (id, case_id, plugin, action, next_attempt_at, next_attempt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+        )?;
+        let mut added = 0;
+        for action in &c.actions {
+            added += insert_action.execute(params![
+                action.id,
+                action.case.0,
+                action.plugin(),
+                encode(action)?,
+                millis(action.requested_at),
+                action.requested_at.to_rfc3339(),
+            ])?;
+        }
+        Self::bump(tx, "outbox.pending", added as i64)?;
+        Ok(())
+    }
+
+    fn decode_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &str,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>, StoreError> {
+        let shown = self.shown();
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(decode(&shown, table, &row.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+
+    fn entries(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let shown = self.shown();
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params, |r| self.entry_from_row(r))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(|e| self.err(e))?.decode(&shown)?);
+        }
+        Ok(out)
+    }
+
+    fn timers(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Timer>, StoreError> {
+        let rows = self.text_rows(sql, params)?;
+        let shown = self.shown();
+        rows.into_iter()
+            .map(|[case, name, due]| {
+                Ok(Timer {
+                    due: decode_time(&shown, "timers.due_at", &due)?,
+                    case: CaseId(case),
+                    name,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A failure while writing a batch: SQLite's, or ours (a duplicate, a
+/// value that does not encode).
+enum WriteError {
+    Sqlite(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for WriteError {
+    fn from(e: rusqlite::Error) -> Self {
+        WriteError::Sqlite(e)
+    }
+}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        WriteError::Store(e)
+    }
+}
+
 impl Store for SqliteStore {
     fn load(&self, id: &CaseId) -> Result<Option<Case>, StoreError> {
         let body: Option<String> = self
@@ -375,7 +727,7 @@ impl Store for SqliteStore {
     }
 
     fn commit_batch(&mut self, batch: Batch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        if batch.is_empty() && batch.fired.is_empty() {
             return Ok(());
         }
         let shown = self.shown();
@@ -384,114 +736,126 @@ impl Store for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
-        {
-            let mut insert_event = tx
-                .prepare_cached(
-                    "INSERT INTO events (id, case_id, handled_at, event, customer, ruleset)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                )
-                .map_err(err)?;
-            let mut upsert_case = tx
-                .prepare_cached(
-                    "INSERT INTO cases (id, state, updated_at, body) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (id) DO UPDATE SET state = excluded.state,
-                         updated_at = excluded.updated_at, body = excluded.body",
-                )
-                .map_err(err)?;
-            let mut next_seq = tx
-                .prepare_cached(
-                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM decisions WHERE case_id = ?1",
-                )
-                .map_err(err)?;
-            let mut insert_decision = tx
-                .prepare_cached(
-                    "INSERT INTO decisions (case_id, seq, event_id, body) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(err)?;
-            let mut insert_action = tx
-                .prepare_cached(
-                    "INSERT INTO outbox (id, case_id, plugin, action, next_attempt_at, next_attempt)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                )
-                .map_err(err)?;
-            let mut insert_rejected = tx
-                .prepare_cached(
-                    "INSERT INTO rejected (event_id, at, event, error) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(err)?;
-            let mut insert_ruleset = tx
-                .prepare_cached(
+        let written = (|| -> Result<(), WriteError> {
+            for source in &batch.rulesets {
+                tx.prepare_cached(
                     "INSERT INTO rulesets (hash, source) VALUES (?1, ?2)
                      ON CONFLICT (hash) DO NOTHING",
-                )
-                .map_err(err)?;
-            for source in &batch.rulesets {
-                insert_ruleset
-                    .execute(params![source.hash, encode(source)?])
-                    .map_err(err)?;
+                )?
+                .execute(params![source.hash, encode(source)?])?;
             }
+            for source in &batch.packs {
+                tx.prepare_cached(
+                    "INSERT INTO packs (hash, source) VALUES (?1, ?2)
+                     ON CONFLICT (hash) DO NOTHING",
+                )?
+                .execute(params![source.hash, encode(source)?])?;
+            }
+            let mut fired = tx.prepare_cached(
+                "DELETE FROM timers WHERE case_id = ?1 AND due = ?2 AND name = ?3",
+            )?;
+            let mut removed = 0;
+            for t in &batch.fired {
+                removed += fired.execute(params![t.case.0, millis(t.due), t.name])?;
+            }
+            Self::bump(&tx, "timers", -(removed as i64))?;
             for c in &batch.commits {
-                let a = &c.accepted;
-                let inserted = insert_event
-                    .execute(params![
-                        a.event.id.0,
-                        a.case.0,
-                        a.handled_at.to_rfc3339(),
-                        encode(&a.event)?,
-                        encode(&a.customer)?,
-                        a.ruleset,
-                    ])
-                    .map_err(err)?;
-                if inserted == 0 {
-                    // Dropping `tx` rolls the whole batch back.
-                    return Err(StoreError::Duplicate(a.event.id.clone()));
-                }
-                upsert_case
-                    .execute(params![
-                        c.case.id.0,
-                        c.case.state.0,
-                        c.case.updated_at.to_rfc3339(),
-                        encode(&c.case)?,
-                    ])
-                    .map_err(err)?;
-                let first: i64 = next_seq
-                    .query_row([&c.case.id.0], |r| r.get(0))
-                    .map_err(err)?;
-                for (seq, d) in (first..).zip(&c.decisions) {
-                    insert_decision
-                        .execute(params![
-                            c.case.id.0,
-                            seq,
-                            d.event.as_ref().map(|e| e.0.as_str()),
-                            encode(d)?,
-                        ])
-                        .map_err(err)?;
-                }
-                for action in &c.actions {
-                    insert_action
-                        .execute(params![
-                            action.id,
-                            action.case.0,
-                            action.plugin(),
-                            encode(action)?,
-                            millis(action.requested_at),
-                            action.requested_at.to_rfc3339(),
-                        ])
-                        .map_err(err)?;
-                }
+                Self::write_commit(&tx, c)?;
             }
+            let mut insert_rejected = tx.prepare_cached(
+                "INSERT INTO rejected (event_id, at, event, error) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             for r in &batch.rejected {
-                insert_rejected
-                    .execute(params![
-                        r.event.id.0,
-                        r.at.to_rfc3339(),
-                        encode(&r.event)?,
-                        encode(&r.error)?,
-                    ])
-                    .map_err(err)?;
+                insert_rejected.execute(params![
+                    r.event.id.0,
+                    r.at.to_rfc3339(),
+                    encode(&r.event)?,
+                    encode(&r.error)?,
+                ])?;
             }
+            Self::bump(&tx, "rejected", batch.rejected.len() as i64)?;
+            Ok(())
+        })();
+        match written {
+            // Dropping `tx` rolls the whole batch back.
+            Err(WriteError::Sqlite(e)) => Err(err(e)),
+            Err(WriteError::Store(e)) => Err(e),
+            Ok(()) => tx.commit().map_err(err),
         }
+    }
+
+    fn linked_case(&self, link: &Link) -> Result<Option<CaseId>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT case_id FROM links WHERE key = ?1")
+            .and_then(|mut s| s.query_row([link.key()], |r| r.get(0)).optional())
+            .map(|c| c.map(CaseId))
+            .map_err(|e| self.err(e))
+    }
+
+    fn customer_cases(&self, key: &str) -> Result<Vec<CaseSummary>, StoreError> {
+        self.decode_rows(
+            "cases",
+            "SELECT summary FROM cases WHERE customer_key = ?1 ORDER BY id",
+            [key],
+        )
+    }
+
+    fn due_timers(&self, until: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        self.timers(
+            "SELECT case_id, name, due_at FROM timers WHERE due <= ?1
+             ORDER BY due, case_id, name LIMIT ?2",
+            params![millis(until), limit as i64],
+        )
+    }
+
+    fn next_timer(&self) -> Result<Option<Timestamp>, StoreError> {
+        let due: Option<String> = self
+            .conn
+            .prepare_cached("SELECT due_at FROM timers ORDER BY due LIMIT 1")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        due.map(|d| decode_time(&self.shown(), "timers.due_at", &d))
+            .transpose()
+    }
+
+    fn timer_count(&self) -> Result<usize, StoreError> {
+        Ok(self.counter("timers")? as usize)
+    }
+
+    fn case_timers(&self, case: &CaseId) -> Result<Vec<Timer>, StoreError> {
+        self.timers(
+            "SELECT case_id, name, due_at FROM timers WHERE case_id = ?1 ORDER BY due, name",
+            [&case.0],
+        )
+    }
+
+    fn refresh_case(
+        &mut self,
+        case: &Case,
+        timers: &[Timer],
+        open: bool,
+    ) -> Result<(), StoreError> {
+        let shown = self.shown();
+        let err = |e: rusqlite::Error| classify(&shown, &e);
+        let tx = self.conn.transaction().map_err(err)?;
+        Self::replace_timers(&tx, &case.id, timers).map_err(err)?;
+        tx.execute(
+            "UPDATE cases SET summary = ?2 WHERE id = ?1",
+            params![case.id.0, encode(&CaseSummary::of(case, open))?],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)
+    }
+
+    fn timers_stale(&self) -> Result<bool, StoreError> {
+        Ok(self.counter("timers.stale")? != 0)
+    }
+
+    fn timers_rebuilt(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM counters WHERE name = 'timers.stale'", [])
+            .map(drop)
+            .map_err(|e| self.err(e))
     }
 
     fn case_ids(&self) -> Result<Vec<CaseId>, StoreError> {
@@ -506,12 +870,16 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    fn case_count(&self) -> Result<usize, StoreError> {
+        Ok(self.counter("cases")? as usize)
+    }
+
     fn events(&self, case: &CaseId) -> Result<Vec<Accepted>, StoreError> {
         let shown = self.shown();
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT event, handled_at, customer, ruleset FROM events
+                "SELECT event, handled_at, customer, ruleset, pack FROM events
                  WHERE case_id = ?1 ORDER BY seq",
             )
             .map_err(|e| self.err(e))?;
@@ -522,118 +890,127 @@ impl Store for SqliteStore {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
                 ))
             })
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (event, handled_at, customer, ruleset) = row.map_err(|e| self.err(e))?;
+            let (event, handled_at, customer, ruleset, pack) = row.map_err(|e| self.err(e))?;
             out.push(Accepted {
                 event: decode(&shown, "events", &event)?,
                 case: case.clone(),
                 handled_at: decode_time(&shown, "events.handled_at", &handled_at)?,
                 customer: decode(&shown, "events", &customer)?,
                 ruleset,
+                pack,
             });
         }
         Ok(out)
     }
 
     fn decisions(&self, case: &CaseId) -> Result<Vec<Decision>, StoreError> {
-        let shown = self.shown();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT body FROM decisions WHERE case_id = ?1 ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([&case.0], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(decode(&shown, "decisions", &row.map_err(|e| self.err(e))?)?);
-        }
-        Ok(out)
+        self.decode_rows(
+            "decisions",
+            "SELECT body FROM decisions WHERE case_id = ?1 ORDER BY seq",
+            [&case.0],
+        )
+    }
+
+    fn past(&self, case: &CaseId) -> Result<Vec<Past>, StoreError> {
+        self.decode_rows(
+            "past",
+            "SELECT body FROM past WHERE case_id = ?1 ORDER BY seq",
+            [&case.0],
+        )
     }
 
     fn ruleset(&self, hash: &str) -> Result<Option<RuleSetSource>, StoreError> {
-        let source: Option<String> = self
-            .conn
-            .prepare_cached("SELECT source FROM rulesets WHERE hash = ?1")
-            .and_then(|mut stmt| stmt.query_row([hash], |r| r.get(0)).optional())
-            .map_err(|e| self.err(e))?;
-        source
-            .map(|text| decode(&self.shown(), "rulesets", &text))
-            .transpose()
+        Ok(self
+            .decode_rows(
+                "rulesets",
+                "SELECT source FROM rulesets WHERE hash = ?1",
+                [hash],
+            )?
+            .pop())
+    }
+
+    fn pack(&self, hash: &str) -> Result<Option<PackSource>, StoreError> {
+        Ok(self
+            .decode_rows("packs", "SELECT source FROM packs WHERE hash = ?1", [hash])?
+            .pop())
     }
 
     fn event_count(&self) -> Result<usize, StoreError> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as usize)
-            .map_err(|e| self.err(e))
+        Ok(self.counter("events")? as usize)
     }
 
     fn pending_actions(&self) -> Result<Vec<Action>, StoreError> {
-        let shown = self.shown();
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT action FROM outbox WHERE status = 'pending' ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(decode(&shown, "outbox", &row.map_err(|e| self.err(e))?)?);
-        }
-        Ok(out)
+        self.decode_rows(
+            "outbox",
+            "SELECT action FROM outbox WHERE status = 'pending' ORDER BY seq",
+            [],
+        )
     }
 
-    fn outbox(&self) -> Result<Vec<OutboxEntry>, StoreError> {
-        let shown = self.shown();
+    fn pending_by_plugin(&self) -> Result<BTreeMap<String, usize>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM outbox ORDER BY seq"))
+            .prepare_cached(
+                "SELECT plugin, COUNT(*) FROM outbox WHERE status = 'pending' GROUP BY plugin",
+            )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| self.entry_from_row(r))
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize))
+            })
             .map_err(|e| self.err(e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            out.push(row.map_err(|e| self.err(e))?.decode(&shown)?);
-        }
-        Ok(out)
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    fn case_actions(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.entries(
+            &format!("SELECT {ENTRY_COLUMNS} FROM outbox WHERE case_id = ?1 ORDER BY seq"),
+            [&case.0],
+        )
+    }
+
+    fn outbox_page(&self, offset: usize, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.entries(
+            &format!("SELECT {ENTRY_COLUMNS} FROM outbox ORDER BY seq LIMIT ?1 OFFSET ?2"),
+            params![limit as i64, offset as i64],
+        )
     }
 
     fn outbox_entry(&self, id: &str) -> Result<Option<OutboxEntry>, StoreError> {
-        let raw = self
-            .conn
-            .prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM outbox WHERE id = ?1"))
-            .and_then(|mut s| s.query_row([id], |r| self.entry_from_row(r)).optional())
-            .map_err(|e| self.err(e))?;
-        raw.map(|r| r.decode(&self.shown())).transpose()
+        Ok(self
+            .entries(
+                &format!("SELECT {ENTRY_COLUMNS} FROM outbox WHERE id = ?1"),
+                [id],
+            )?
+            .pop())
     }
 
     fn outbox_counts(&self) -> Result<OutboxCounts, StoreError> {
-        let mut counts = OutboxCounts::default();
-        let mut stmt = self
+        Ok(OutboxCounts {
+            pending: self.counter("outbox.pending")? as usize,
+            done: self.counter("outbox.done")? as usize,
+            gave_up: self.counter("outbox.gave_up")? as usize,
+        })
+    }
+
+    fn next_action_due(&self, plugins: Option<&[String]>) -> Result<Option<Timestamp>, StoreError> {
+        let plugins = plugins.map(encode).transpose()?;
+        let ms: Option<i64> = self
             .conn
-            .prepare_cached("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+            .prepare_cached(
+                "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM outbox
+                 WHERE status = 'pending'
+                   AND (?1 IS NULL OR plugin IN (SELECT value FROM json_each(?1)))",
+            )
+            .and_then(|mut s| s.query_row([plugins], |r| r.get(0)))
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(|e| self.err(e))?;
-        for row in rows {
-            let (status, n) = row.map_err(|e| self.err(e))?;
-            let n = n as usize;
-            match ActionStatus::parse(&status) {
-                Some(ActionStatus::Pending) => counts.pending = n,
-                Some(ActionStatus::Done) => counts.done = n,
-                Some(ActionStatus::GaveUp) => counts.gave_up = n,
-                None => {}
-            }
-        }
-        Ok(counts)
+        Ok(ms.and_then(from_millis))
     }
 
     fn claim_actions(&mut self, req: &ClaimRequest<'_>) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -702,42 +1079,48 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let shown = self.shown();
         let err = |e: rusqlite::Error| classify(&shown, &e);
-        let changed = match &outcome {
-            ActionOutcome::Done { result } => self
-                .conn
-                .prepare_cached(
-                    "UPDATE outbox SET status = 'done', result = ?3,
-                         lease_owner = NULL, lease_until = NULL
-                     WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
-                )
-                .and_then(|mut s| s.execute(params![id, worker, encode(result).ok()]))
-                .map_err(err)?,
-            ActionOutcome::Retry { at, error } => self
-                .conn
-                .prepare_cached(
-                    "UPDATE outbox SET next_attempt_at = ?3, next_attempt = ?4, last_error = ?5,
-                         lease_owner = NULL, lease_until = NULL
-                     WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![id, worker, millis(*at), at.to_rfc3339(), error])
-                })
-                .map_err(err)?,
-            ActionOutcome::GaveUp { error } => self
-                .conn
-                .prepare_cached(
-                    "UPDATE outbox SET status = 'gave_up', last_error = ?3,
-                         lease_owner = NULL, lease_until = NULL
-                     WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
-                )
-                .and_then(|mut s| s.execute(params![id, worker, error]))
-                .map_err(err)?,
+        let tx = self.conn.transaction().map_err(err)?;
+        let (sql, status) = match &outcome {
+            ActionOutcome::Done { .. } => (
+                "UPDATE outbox SET status = 'done', result = ?3,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
+                Some("outbox.done"),
+            ),
+            ActionOutcome::Retry { .. } => (
+                "UPDATE outbox SET next_attempt_at = ?3, next_attempt = ?4, last_error = ?5,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
+                None,
+            ),
+            ActionOutcome::GaveUp { .. } => (
+                "UPDATE outbox SET status = 'gave_up', last_error = ?3,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
+                Some("outbox.gave_up"),
+            ),
+        };
+        let changed = {
+            let mut stmt = tx.prepare_cached(sql).map_err(err)?;
+            match &outcome {
+                ActionOutcome::Done { result } => {
+                    stmt.execute(params![id, worker, encode(result).ok()])
+                }
+                ActionOutcome::Retry { at, error } => {
+                    stmt.execute(params![id, worker, millis(*at), at.to_rfc3339(), error])
+                }
+                ActionOutcome::GaveUp { error } => stmt.execute(params![id, worker, error]),
+            }
+            .map_err(err)?
         };
         if changed == 1 {
-            return Ok(());
+            if let Some(status) = status {
+                Self::bump(&tx, "outbox.pending", -1).map_err(err)?;
+                Self::bump(&tx, status, 1).map_err(err)?;
+            }
+            return tx.commit().map_err(err);
         }
-        let exists = self
-            .conn
+        let exists = tx
             .prepare_cached("SELECT 1 FROM outbox WHERE id = ?1")
             .and_then(|mut s| s.exists([id]))
             .map_err(err)?;
@@ -764,6 +1147,10 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+
+    fn rejected_count(&self) -> Result<usize, StoreError> {
+        Ok(self.counter("rejected")? as usize)
+    }
 }
 
 #[cfg(test)]
@@ -788,9 +1175,9 @@ mod tests {
         drop(store);
         // Everything is still there after reopening.
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.event_count().unwrap(), 2);
+        assert_eq!(store.event_count().unwrap(), 7);
         assert_eq!(store.version().unwrap(), schema_version());
-        assert_eq!(store.outbox().unwrap().len(), 3);
+        assert_eq!(store.outbox().unwrap().len(), 4);
     }
 
     #[test]
