@@ -21,7 +21,6 @@
 //! applied twice. Every attempt is counted in the outbox row (`attempts`,
 //! `last_error`).
 
-use std::collections::BTreeMap;
 
 use casework_core::Timestamp;
 use casework_core::action::Action;
@@ -280,19 +279,7 @@ impl OutboxRunner {
     /// When the next action this runner could execute becomes due (its
     /// retry time or the end of someone's lease), if any is pending.
     pub fn next_due(&self, engine: &Engine) -> Result<Option<Timestamp>, StoreError> {
-        Ok(engine
-            .store()
-            .outbox()?
-            .into_iter()
-            .filter(|e| {
-                e.status == casework_core::store::ActionStatus::Pending
-                    && self.runnable.iter().any(|p| p == e.action.plugin())
-            })
-            .map(|e| match e.lease_until {
-                Some(l) if l > e.next_attempt_at => l,
-                _ => e.next_attempt_at,
-            })
-            .min())
+        engine.store().next_action_due(Some(&self.runnable))
     }
 
     /// Step 3: record how an attempt ended: feed the plugin's events (or
@@ -413,16 +400,4 @@ fn failed_event(action: &Action, entry: &OutboxEntry, why: &str, now: Timestamp)
     .with("attempts", entry.attempts)
     .with("error", why)
     .with("text", format!("{} {why}", action.action))
-}
-
-/// Counts for a summary: pending actions by plugin name.
-pub fn pending_by_plugin(entries: &[OutboxEntry]) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    for e in entries
-        .iter()
-        .filter(|e| e.status == casework_core::store::ActionStatus::Pending)
-    {
-        *out.entry(e.action.plugin().to_owned()).or_default() += 1;
-    }
-    out
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use casework_core::Timestamp;
 use casework_core::audit::{Decision, DecisionKind};
-use casework_core::case::{Case, CaseId, UrgencyLevel};
+use casework_core::case::{CaseId, CaseStory, UrgencyLevel};
 use casework_core::clock::ManualClock;
 use casework_core::diagnostic::{Diagnostic, Diagnostics, SourceFile};
 use casework_core::engine::{Engine, EngineError, Outcome, Pack};
@@ -295,7 +295,7 @@ pub struct Run {
     /// Every decision and refused event, in order.
     pub timeline: Vec<Entry>,
     /// The cases named by expectations, as they were at each checkpoint.
-    snapshots: BTreeMap<(Timestamp, CaseId), Case>,
+    snapshots: BTreeMap<(Timestamp, CaseId), CaseStory>,
     pub end: Timestamp,
     /// The engine as the run left it (for `explain`).
     engine: Option<Engine>,
@@ -346,8 +346,9 @@ impl Run {
         expect: &[Expectation],
     ) -> Result<(), EngineError> {
         for x in expect.iter().filter(|x| x.by.unwrap_or(self.end) == at) {
-            if let Some(case) = engine.case(&x.case)? {
-                self.snapshots.insert((at, x.case.clone()), case);
+            if engine.case(&x.case)?.is_some() {
+                self.snapshots
+                    .insert((at, x.case.clone()), engine.story(&x.case)?);
             }
         }
         Ok(())
@@ -380,7 +381,8 @@ impl Run {
     }
 }
 
-fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
+fn check_case(x: &Expectation, story: &CaseStory) -> Vec<String> {
+    let case = &story.case;
     let mut problems = Vec::new();
     let mut expect_eq = |what: &str, expected: Option<&str>, found: Option<&str>, why: String| {
         if let Some(expected) = expected
@@ -392,7 +394,7 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
             ));
         }
     };
-    let last_route = last(case, |d| matches!(d.what, DecisionKind::Route { .. }));
+    let last_route = last(story, |d| matches!(d.what, DecisionKind::Route { .. }));
     expect_eq(
         "state",
         x.state.as_deref(),
@@ -411,7 +413,7 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
         case.assignment.agent.as_deref(),
         because(last_route),
     );
-    let last_urgency = last(case, |d| matches!(d.what, DecisionKind::Urgency { .. }));
+    let last_urgency = last(story, |d| matches!(d.what, DecisionKind::Urgency { .. }));
     expect_eq(
         "urgency",
         x.urgency.map(|u| u.as_str()),
@@ -433,7 +435,7 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
             }
         }
     }
-    let actions: Vec<(&str, &serde_json::Value)> = case
+    let actions: Vec<(&str, &serde_json::Value)> = story
         .history
         .iter()
         .filter_map(|d| match &d.what {
@@ -526,7 +528,7 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
         }
     }
     if let Some(text) = &x.error {
-        let errors: Vec<String> = case
+        let errors: Vec<String> = story
             .history
             .iter()
             .filter_map(|d| match &d.what {
@@ -548,8 +550,8 @@ fn check_case(x: &Expectation, case: &Case) -> Vec<String> {
     problems
 }
 
-fn last(case: &Case, pred: impl Fn(&Decision) -> bool) -> Option<&Decision> {
-    case.history.iter().rev().find(|d| pred(d))
+fn last(story: &CaseStory, pred: impl Fn(&Decision) -> bool) -> Option<&Decision> {
+    story.history.iter().rev().find(|d| pred(d))
 }
 
 /// ", decided by rules/route.rhai:12 route: reason" for a failure message.

@@ -308,9 +308,10 @@ impl App {
         let engine = self.lock()?;
         let store = engine.store();
         let events = store.event_count().map_err(store_error)?;
-        let cases = store.case_ids().map_err(store_error)?.len();
+        let cases = store.case_count().map_err(store_error)?;
         let counts = store.outbox_counts().map_err(store_error)?;
-        let rejected = store.rejected().map_err(store_error)?.len();
+        let rejected = store.rejected_count().map_err(store_error)?;
+        let timers = store.timer_count().map_err(store_error)?;
         let unavailable: BTreeMap<&String, &str> = self
             .runner
             .plugins()
@@ -327,7 +328,7 @@ impl App {
                 "rejected": rejected,
                 "cases": cases,
                 "outbox": counts,
-                "timers": engine.pending_timers(),
+                "timers": timers,
                 "rules_hash": engine.rules().current().hash(),
                 "plugins": { "ready": self.runner.plugins().ready(), "unavailable": unavailable },
             }),

@@ -177,6 +177,17 @@ impl Harness {
             .map(|id| store.load(id).unwrap().unwrap())
             .collect()
     }
+
+    /// Every case with its past and decisions.
+    fn stories(&self) -> Vec<casework::case::CaseStory> {
+        let store = self.engine.store();
+        store
+            .case_ids()
+            .unwrap()
+            .iter()
+            .map(|id| self.engine.story(id).unwrap())
+            .collect()
+    }
 }
 
 fn run(gens: &[Gen]) -> Harness {
@@ -214,14 +225,15 @@ proptest! {
     #[test]
     fn no_promise_is_silently_dropped(gens in prop::collection::vec(arb_step(), 1..40)) {
         let h = run(&gens);
-        for case in h.cases() {
+        for story in h.stories() {
+            let case = &story.case;
             for id in h.made.get(&case.id).into_iter().flatten() {
                 let p = case.promise(id);
                 prop_assert!(p.is_some(), "promise {} vanished from case {}", id, case.id);
                 let p = p.unwrap();
                 prop_assert_eq!(p.history.last().map(|c| c.status), Some(p.status));
                 for change in &p.history[1..] {
-                    let recorded = case.history.iter().any(|d| matches!(&d.what,
+                    let recorded = story.history.iter().any(|d| matches!(&d.what,
                         DecisionKind::Promise { promise, status, .. }
                             if promise == id && *status == change.status));
                     prop_assert!(recorded, "promise {} became {} with no decision", id, change.status);
@@ -315,7 +327,7 @@ fn a_timeout_overdue_when_an_event_arrives_still_fires() {
         .handle(message("m2", "2026-11-25T11:30:00+09:00"))
         .unwrap();
     assert!(
-        engine.next_due().is_some(),
+        engine.next_due().unwrap().is_some(),
         "the overdue timeout was dropped"
     );
     engine.tick(late).unwrap();

@@ -37,9 +37,11 @@ fn rules_reload_from_disk_and_broken_files_are_refused() {
     engine.handle(event).unwrap();
     let case = engine.case(&CaseId::from("C-1")).unwrap().unwrap();
     assert_eq!(case.assignment.team.as_deref(), Some("billing"));
-    let route_decision = case
+    let route_decision = engine
+        .story(&case.id)
+        .unwrap()
         .history
-        .iter()
+        .into_iter()
         .find(|d| d.kind_name() == "route")
         .unwrap();
     assert_eq!(route_decision.ruleset.as_deref(), Some(second.as_str()));
@@ -87,9 +89,11 @@ fn replay_uses_the_rule_set_version_that_handled_each_event() {
     engine.handle(message("e2", "and again")).unwrap();
     let stored = engine.case(&c1).unwrap().unwrap();
     assert_eq!(team(&engine, &c1), "sales");
-    let versions: Vec<_> = stored
+    let versions: Vec<_> = engine
+        .story(&stored.id)
+        .unwrap()
         .history
-        .iter()
+        .into_iter()
         .filter(|d| d.kind_name() == "route")
         .map(|d| d.ruleset.clone().unwrap())
         .collect();

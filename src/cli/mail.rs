@@ -30,6 +30,7 @@ use casework::case::{Author, Case};
 use casework::clock::Clock;
 use casework::engine::Outcome;
 use casework::event::Event;
+use casework::store::{Link, Store};
 use casework_email::inbound::{self, InboundEmail, InboundError};
 
 use super::run::{OutboxArgs, ShopClock, case_line, open};
@@ -306,7 +307,7 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
             Ok(Outcome::Handled { case, .. }) => {
                 accepted += 1;
                 let line = match engine.case(&case) {
-                    Ok(Some(c)) => landed(mail, event, &c),
+                    Ok(Some(c)) => landed(mail, event, &c, engine.store()),
                     _ => format!("landed on {case}"),
                 };
                 out!("{}: {line}", item.shown);
@@ -382,12 +383,10 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
         }
         waiting += engine
             .store()
-            .outbox()
+            .case_actions(id)
             .map(|o| {
                 o.iter()
-                    .filter(|e| {
-                        &e.action.case == id && e.status == casework::store::ActionStatus::Pending
-                    })
+                    .filter(|e| e.status == casework::store::ActionStatus::Pending)
                     .count()
             })
             .unwrap_or(0);
@@ -414,17 +413,18 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
 }
 
 /// Where a handled message landed and how it was threaded.
-fn landed(mail: &InboundEmail, event: &Event, case: &Case) -> String {
-    let new = case.events.first() == Some(&event.id);
+fn landed(mail: &InboundEmail, event: &Event, case: &Case, store: &dyn Store) -> String {
+    let new = case.id == casework::engine::opening_case_id(&event.id);
     let how = if let Some(tag) = mail.case_tag() {
         format!("by the subject tag [{tag}]")
     } else if new {
         "no thread or case tag matched".to_owned()
     } else {
         let known = |id: &String| {
-            case.messages
-                .iter()
-                .any(|m| m.event != event.id && m.message_id.as_deref() == Some(id.as_str()))
+            mail.message_id.as_deref() != Some(id.as_str())
+                && store
+                    .linked_case(&Link::MessageId(id))
+                    .is_ok_and(|c| c.as_ref() == Some(&case.id))
         };
         if let Some(id) = mail.in_reply_to.iter().find(|id| known(id)) {
             format!("by In-Reply-To {id}")

@@ -21,7 +21,7 @@ use casework::clock::Clock;
 use casework::config::PluginDef;
 use casework::engine::{Engine, Outcome, Pack};
 use casework::event::{Event, EventError, EventId};
-use casework::outbox::{OutboxRunner, RetryPolicy, RunnerReport, pending_by_plugin};
+use casework::outbox::{OutboxRunner, RetryPolicy, RunnerReport};
 use casework::plugins::{Plugins, Registry};
 use casework::store::{Rejected, SqliteStore};
 use chrono::SubsecRound;
@@ -533,10 +533,9 @@ fn summary(
         if let Some(case) = store.load(id).map_err(err)? {
             out!("{}", case_line(&case));
             let pending: Vec<String> = store
-                .outbox()
+                .case_actions(id)
                 .map_err(err)?
                 .into_iter()
-                .filter(|e| &e.action.case == id)
                 .map(|e| format!("{} {}", e.action.action, e.status))
                 .collect();
             if !pending.is_empty() {
@@ -557,8 +556,7 @@ fn summary(
         o.retried,
         o.gave_up
     );
-    let entries = store.outbox().map_err(err)?;
-    let pending = pending_by_plugin(&entries);
+    let pending = store.pending_by_plugin().map_err(err)?;
     let mut not_run: BTreeMap<&str, usize> = BTreeMap::new();
     for (plugin, n) in &pending {
         if runner.plugins().get(plugin).is_none() {

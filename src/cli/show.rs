@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use casework::case::CaseId;
+use casework::case::{CaseId, CaseStory};
 use casework::engine::Explanation;
 use casework::store::Store;
 
@@ -34,9 +34,18 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match store.load(&CaseId(args.case.clone())) {
-        Ok(Some(case)) => {
-            let story = Explanation::new(case);
+    let id = CaseId(args.case.clone());
+    let story = store.load(&id).and_then(|case| {
+        let Some(case) = case else { return Ok(None) };
+        Ok(Some(CaseStory::new(
+            case,
+            store.past(&id)?,
+            store.decisions(&id)?,
+        )))
+    });
+    match story {
+        Ok(Some(story)) => {
+            let story = Explanation::new(story);
             if args.json {
                 out!(
                     "{}",

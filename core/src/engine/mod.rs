@@ -372,7 +372,7 @@ impl EngineBuilder {
 /// (an e-mail's event id holds its Message-ID), so that every case id
 /// fits a subject tag like `[C-1a2b3c4d5e6f]` that threads replies.
 /// Derived from the event alone, so replay opens the same case.
-fn new_case_id(event: &EventId) -> CaseId {
+pub fn opening_case_id(event: &EventId) -> CaseId {
     let id = event.0.as_str();
     let plain = !id.is_empty()
         && id.len() <= 32
@@ -385,6 +385,19 @@ fn new_case_id(event: &EventId) -> CaseId {
     let digest = Sha256::digest(id.as_bytes());
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     CaseId(format!("C-{hex}"))
+}
+
+/// The timers of `case` as of `now` (its last change): what a commit
+/// stores beside the case (see [`due::due_items`]).
+pub fn case_timers(pack: &Pack, case: &Case, now: Timestamp) -> Vec<Timer> {
+    due::due_items(pack, case, now)
+        .into_iter()
+        .map(|(due, name)| Timer {
+            due,
+            case: case.id.clone(),
+            name,
+        })
+        .collect()
 }
 
 /// Inbound kinds that open a new case when they match none.
@@ -479,14 +492,7 @@ impl Engine {
     }
 
     fn timers_of(&self, case: &Case, now: Timestamp) -> Vec<Timer> {
-        due::due_items(&self.pack, case, now)
-            .into_iter()
-            .map(|(due, name)| Timer {
-                due,
-                case: case.id.clone(),
-                name,
-            })
-            .collect()
+        case_timers(&self.pack, case, now)
     }
 
     /// Handle one event at the clock's time.
@@ -641,7 +647,7 @@ impl Engine {
         }
         let id = match self.resolve(pending, event)? {
             Some(id) => id,
-            None if OPENING_KINDS.contains(&event.kind.as_str()) => new_case_id(&event.id),
+            None if OPENING_KINDS.contains(&event.kind.as_str()) => opening_case_id(&event.id),
             None => return Err(unresolved(event).into()),
         };
         let case = match pending.cases.get(&id) {
