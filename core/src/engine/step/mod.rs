@@ -89,7 +89,7 @@ pub fn step(
     s.apply(&payload)?;
 
     let stats = s.customer_stats(others);
-    s.run_route(&stats);
+    s.run_route(&stats, &payload);
     // Promises first, so urgency sees the statuses this event left them in.
     s.run_promise_checks(&stats, &payload);
     s.run_urgency(&stats);
@@ -323,11 +323,10 @@ impl Stepper<'_> {
         }
     }
 
-    fn run_route(&mut self, stats: &CustomerStats) {
-        let inbound = matches!(
-            self.event.kind.as_str(),
-            "customer.message" | "customer.call" | "email.received"
-        );
+    /// Route an inbound contact by the `route` rule, unless an agent has
+    /// assigned the case: a person's choice outranks the rule.
+    fn run_route(&mut self, stats: &CustomerStats, payload: &Payload) {
+        let inbound = matches!(payload, Payload::Inbound(_));
         let by_agent = self
             .case
             .assignment
@@ -361,25 +360,11 @@ impl Stepper<'_> {
                     &format!("routed to the fallback team {fallback}"),
                     Some(route.rule),
                 );
-                self.assign(
-                    fallback,
-                    None,
-                    None,
-                    "fallback: the route rule named an unknown team".into(),
-                    "rule".into(),
-                    None,
-                );
+                self.assign_fallback(fallback, "the route rule named an unknown team");
             }
             Ok(None) => {
                 if self.case.assignment.team.is_none() {
-                    self.assign(
-                        fallback,
-                        None,
-                        None,
-                        "fallback: no routing rule matched".into(),
-                        "rule".into(),
-                        None,
-                    );
+                    self.assign_fallback(fallback, "no routing rule matched");
                 }
             }
             Err(e) => {
@@ -391,17 +376,22 @@ impl Stepper<'_> {
                     rule,
                 );
                 if self.case.assignment.team.is_none() {
-                    self.assign(
-                        fallback,
-                        None,
-                        None,
-                        "fallback: the route rule failed".into(),
-                        "rule".into(),
-                        None,
-                    );
+                    self.assign_fallback(fallback, "the route rule failed");
                 }
             }
         }
+    }
+
+    /// Send the case to the directory's fallback team, saying `why`.
+    fn assign_fallback(&mut self, fallback: String, why: &str) {
+        self.assign(
+            fallback,
+            None,
+            None,
+            format!("fallback: {why}"),
+            "rule".into(),
+            None,
+        );
     }
 
     fn run_urgency(&mut self, stats: &CustomerStats) {
@@ -698,126 +688,133 @@ impl Stepper<'_> {
     /// Request an action: engine built-ins act on the case at once, the
     /// rest go to the outbox.
     fn request(&mut self, def: &ActionDef, by: &str, rule: Option<RuleRef>) {
-        // Task ids count the case's tasks only: T-1, T-2, ... in order, so
-        // an id is never given twice on one case.
-        let n = self.case.tasks.len();
+        match def.action.as_str() {
+            "task.create" => self.create_task(&def.params, by, rule),
+            "case.tag" => self.tag(&def.params, rule),
+            _ => self.send(def, by, rule),
+        }
+    }
+
+    /// A task for a person on this case (`task.create`).
+    fn create_task(&mut self, params: &Map<String, Value>, by: &str, rule: Option<RuleRef>) {
+        let kind = str_param(params, "kind").unwrap_or("follow_up").to_owned();
+        // One open task of a kind is enough: a second request (an urgent
+        // word after a broken promise, say) adds nothing.
+        if self
+            .case
+            .tasks
+            .iter()
+            .any(|t| t.kind == kind && t.done_at.is_none())
+        {
+            return;
+        }
+        let within =
+            str_param(params, "due_in").and_then(|w| crate::calendar::parse_duration(w).ok());
+        let task = Task {
+            // Task ids count the case's tasks only: T-1, T-2, ... in
+            // order, so an id is never given twice on one case.
+            id: format!("T-{}", self.case.tasks.len() + 1),
+            kind: kind.clone(),
+            assignee: str_param(params, "assignee")
+                .map(str::to_owned)
+                .or(self.case.assignment.agent.clone())
+                .or(self.case.assignment.team.clone()),
+            due_at: within.map(|w| self.now + w),
+            reason: str_param(params, "reason").unwrap_or(by).to_owned(),
+            done_at: None,
+        };
+        self.record(
+            DecisionKind::Task {
+                task: task.id.clone(),
+                task_kind: kind,
+                due: task.due_at,
+                reason: task.reason.clone(),
+            },
+            rule,
+        );
+        self.case.tasks.push(task);
+    }
+
+    /// A tag on the case (`case.tag`), recorded when it is new.
+    fn tag(&mut self, params: &Map<String, Value>, rule: Option<RuleRef>) {
+        if let Some(tag) = str_param(params, "tag")
+            && self.case.tags.insert(tag.to_owned())
+        {
+            self.record(
+                DecisionKind::Record {
+                    field: "tag".into(),
+                    value: tag.to_owned(),
+                },
+                rule,
+            );
+        }
+    }
+
+    /// A plugin's action, to the outbox, with the parameters it can take
+    /// from the case filled in; one its plugin would refuse becomes a task
+    /// for a person instead.
+    fn send(&mut self, def: &ActionDef, by: &str, rule: Option<RuleRef>) {
         let id = format!("{}/{}", self.event.id, self.decisions.len());
         let mut params = def.params.clone();
-        match def.action.as_str() {
-            "task.create" => {
-                let kind = str_param(&params, "kind").unwrap_or("follow_up").to_owned();
-                // One open task of a kind is enough: a second request (an
-                // urgent word after a broken promise, say) adds nothing.
-                if self
-                    .case
-                    .tasks
-                    .iter()
-                    .any(|t| t.kind == kind && t.done_at.is_none())
-                {
-                    return;
-                }
-                let within = str_param(&params, "due_in")
-                    .and_then(|w| crate::calendar::parse_duration(w).ok());
-                let task = Task {
-                    id: format!("T-{}", n + 1),
-                    kind: kind.clone(),
-                    assignee: str_param(&params, "assignee")
-                        .map(str::to_owned)
-                        .or(self.case.assignment.agent.clone())
-                        .or(self.case.assignment.team.clone()),
-                    due_at: within.map(|w| self.now + w),
-                    reason: str_param(&params, "reason").unwrap_or(by).to_owned(),
-                    done_at: None,
-                };
-                self.record(
-                    DecisionKind::Task {
-                        task: task.id.clone(),
-                        task_kind: kind,
-                        due: task.due_at,
-                        reason: task.reason.clone(),
-                    },
-                    rule,
+        params
+            .entry("case")
+            .or_insert_with(|| json!(self.case.id.0));
+        if def.action == "team.notify"
+            && !params.contains_key("team")
+            && let Some(team) = &self.case.assignment.team
+        {
+            params.insert("team".into(), json!(team));
+        }
+        // Mail to the customer unless the action names someone else.
+        if self.pack.plugin_kind(&def.action) == Some("email")
+            && !params.contains_key("to")
+            && let Some(email) = &self.case.customer.email
+        {
+            params.insert("to".into(), json!(email));
+        }
+        // An action its plugin could not carry out fails here, at its
+        // cause, not later in the outbox.
+        if let Some(schema) = self.pack.action_params(&def.action) {
+            let problems = schema.problems(&params);
+            if !problems.is_empty() {
+                let message = format!(
+                    "action {} asked by {by} has bad parameters: {}",
+                    def.action,
+                    problems.join("; ")
                 );
-                self.case.tasks.push(task);
-            }
-            "case.tag" => {
-                if let Some(tag) = str_param(&params, "tag")
-                    && self.case.tags.insert(tag.to_owned())
-                {
-                    self.record(
-                        DecisionKind::Record {
-                            field: "tag".into(),
-                            value: tag.to_owned(),
-                        },
-                        rule,
-                    );
-                }
-            }
-            _ => {
-                params
-                    .entry("case")
-                    .or_insert_with(|| json!(self.case.id.0));
-                if def.action == "team.notify"
-                    && !params.contains_key("team")
-                    && let Some(team) = &self.case.assignment.team
-                {
-                    params.insert("team".into(), json!(team));
-                }
-                // Mail to the customer unless the action names someone else.
-                if self.pack.plugin_kind(&def.action) == Some("email")
-                    && !params.contains_key("to")
-                    && let Some(email) = &self.case.customer.email
-                {
-                    params.insert("to".into(), json!(email));
-                }
-                // An action its plugin could not carry out fails here, at
-                // its cause, not later in the outbox.
-                if let Some(schema) = self.pack.action_params(&def.action) {
-                    let problems = schema.problems(&params);
-                    if !problems.is_empty() {
-                        let message = format!(
-                            "action {} asked by {by} has bad parameters: {}",
-                            def.action,
-                            problems.join("; ")
-                        );
-                        self.record_error(
-                            "action::bad-params",
-                            message.clone(),
-                            "not requested; a person takes it over (task action_failed)",
-                            rule.clone(),
-                        );
-                        let task = ActionDef {
-                            action: "task.create".into(),
-                            params: serde_json::Map::from_iter([
-                                ("kind".to_owned(), json!("action_failed")),
-                                ("due_in".to_owned(), json!("1h")),
-                                ("reason".to_owned(), json!(message)),
-                            ]),
-                        };
-                        self.request(&task, by, rule);
-                        return;
-                    }
-                }
-                let params = Value::Object(params);
-                self.record(
-                    DecisionKind::Action {
-                        action: def.action.clone(),
-                        id: id.clone(),
-                        params: params.clone(),
-                    },
-                    rule,
+                self.record_error(
+                    "action::bad-params",
+                    message.clone(),
+                    "not requested; a person takes it over (task action_failed)",
+                    rule.clone(),
                 );
-                self.actions.push(Action {
-                    id,
-                    case: self.case.id.clone(),
-                    action: def.action.clone(),
-                    params,
-                    requested_at: self.now,
-                    event: self.event.id.clone(),
-                    requested_by: by.to_owned(),
-                });
+                let task = Map::from_iter([
+                    ("kind".to_owned(), json!("action_failed")),
+                    ("due_in".to_owned(), json!("1h")),
+                    ("reason".to_owned(), json!(message)),
+                ]);
+                self.create_task(&task, by, rule);
+                return;
             }
         }
+        let params = Value::Object(params);
+        self.record(
+            DecisionKind::Action {
+                action: def.action.clone(),
+                id: id.clone(),
+                params: params.clone(),
+            },
+            rule,
+        );
+        self.actions.push(Action {
+            id,
+            case: self.case.id.clone(),
+            action: def.action.clone(),
+            params,
+            requested_at: self.now,
+            event: self.event.id.clone(),
+            requested_by: by.to_owned(),
+        });
     }
 }
 
@@ -1081,6 +1078,47 @@ fn check_promise(p, c, now) {
             case.record.commitment.as_deref(),
             Some("callback_by 2026-12-14T18:00:00+09:00")
         );
+    }
+
+    /// `Event::payload` picks a payload by kind, and each family's handler
+    /// types the kind again: every known kind the first gives fields to,
+    /// the second must know.
+    #[test]
+    fn every_kind_with_fields_has_a_typed_handler() {
+        // Enough fields for the payload of any family to decode.
+        let fields = [
+            json!({}),
+            json!({"agent": "emi"}),
+            json!({"agent": "emi", "promise": "P-1"}),
+            json!({"agent": "emi", "promise": {"id": "P-1", "kind": "callback_by"}}),
+            json!({"timer": "timeout:open"}),
+        ];
+        let at = at("2026-12-07T10:00:00+09:00");
+        for kind in crate::event::KNOWN_KINDS {
+            let payload = fields
+                .iter()
+                .find_map(|f| {
+                    let mut event = Event::new("e1", at, kind, None);
+                    event.data = f.as_object().unwrap().clone();
+                    event.payload().ok()
+                })
+                .unwrap_or_else(|| panic!("no test fields decode as a payload of {kind}"));
+            let typed = match payload {
+                Payload::Inbound(_) => InboundKind::parse(kind).is_some(),
+                Payload::AgentNote(_) => NoteKind::parse(kind).is_some(),
+                Payload::Promise(_) => PromiseEventKind::parse(kind).is_some(),
+                Payload::Fulfilment(_) => FulfilmentKind::parse(kind).is_some(),
+                Payload::CancelPromise(_)
+                | Payload::Assign(_)
+                | Payload::Record(_)
+                | Payload::Timer(_)
+                | Payload::Other => true,
+            };
+            assert!(
+                typed,
+                "{kind} has fields but its family's handler does not know it"
+            );
+        }
     }
 
     fn pack() -> (Pack, RuleSet) {
