@@ -110,17 +110,13 @@ impl Stepper<'_> {
             return;
         };
         let (status, raised) = match mark {
-            SlaMark::Warn => {
-                if c.status != SlaStatus::Running || !plan.warn_at(c).is_some_and(|w| now >= w) {
-                    return;
-                }
+            SlaMark::Warn
+                if c.status == SlaStatus::Running && plan.warn_at(c).is_some_and(|w| now >= w) =>
+            {
                 c.status = SlaStatus::Warned;
                 ("warning", "sla.warning")
             }
-            SlaMark::Breach => {
-                if !plan.due_at(c).is_some_and(|d| now >= d) {
-                    return;
-                }
+            SlaMark::Breach if plan.due_at(c).is_some_and(|d| now >= d) => {
                 let since = c.running_since.take().expect("running");
                 c.used_secs += plan
                     .calendar
@@ -130,6 +126,9 @@ impl Stepper<'_> {
                 c.due_at = None;
                 ("breached", "sla.breached")
             }
+            // Not reached (the clock was paused, or warned already): a
+            // stale timer.
+            SlaMark::Warn | SlaMark::Breach => return,
         };
         let due = c.due_at;
         self.record(
