@@ -21,7 +21,6 @@
 //! applied twice. Every attempt is counted in the outbox row (`attempts`,
 //! `last_error`).
 
-
 use casework_core::Timestamp;
 use casework_core::action::Action;
 use casework_core::engine::{Engine, EngineError};

@@ -1501,7 +1501,15 @@ impl Harness {
                 .engine
                 .replay(&case.id)
                 .map_err(|e| self.fail(format!("replay of {} failed: {e}", case.id)))?;
-            if &replayed != self.engine.case(&case.id).ok().flatten().as_ref().unwrap_or(case) {
+            if &replayed
+                != self
+                    .engine
+                    .case(&case.id)
+                    .ok()
+                    .flatten()
+                    .as_ref()
+                    .unwrap_or(case)
+            {
                 return Err(self.fail(format!(
                     "replaying {} gives another case:\n--- stored\n{case:#?}\n--- replayed\n{replayed:#?}",
                     case.id

@@ -221,7 +221,11 @@ fn the_outbox_runner_retries_gives_up_and_raises_the_case() {
     assert!(c1.iter().any(|e| e.ends_with(":0")), "{c1:?}");
     // The failure raised the case: an action.failed event and a task.
     let c3 = store.load(&CaseId("C-3".into())).unwrap().unwrap();
-    assert!(events("C-3").iter().any(|e| e.starts_with("action.failed:")));
+    assert!(
+        events("C-3")
+            .iter()
+            .any(|e| e.starts_with("action.failed:"))
+    );
     assert!(c3.tasks.iter().any(|t| t.kind == "action_failed"));
     let failed = store
         .outbox()

@@ -794,7 +794,7 @@ fn validate(
     let calendars_known = !unreadable.contains("calendars");
     let calendar_names: Vec<&str> = def.calendars.keys().map(String::as_str).collect();
     let unknown_calendar = |name: &str, what: String, at: Option<SourceLocation>| {
-        let hint = match crate::workflow::did_you_mean(name, calendar_names.iter().copied()) {
+        let hint = match crate::diagnostic::did_you_mean(name, calendar_names.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
             None if calendar_names.is_empty() => {
                 "define it under `calendars:` (timezone, hours, holidays)".to_owned()
@@ -853,7 +853,7 @@ fn validate(
     if let Some(dir) = &def.directory {
         let teams: Vec<&str> = dir.teams.keys().map(String::as_str).collect();
         if !dir.teams.contains_key(&dir.fallback) {
-            let hint = match crate::workflow::did_you_mean(&dir.fallback, teams.iter().copied()) {
+            let hint = match crate::diagnostic::did_you_mean(&dir.fallback, teams.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("name one of the teams: {}", teams.join(", ")),
             };
@@ -889,7 +889,7 @@ fn validate(
             if let Some(sup) = &team.supervisor
                 && !agents.contains(sup.as_str())
             {
-                let hint = match crate::workflow::did_you_mean(sup, agents.iter().copied()) {
+                let hint = match crate::diagnostic::did_you_mean(sup, agents.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => "add the supervisor as an agent of a team".to_owned(),
                 };

@@ -181,7 +181,7 @@ impl ActionCatalog {
                     "use one of the kinds: {}; a kind of your own is registered in Rust (`Registry::register_kind`)",
                     known.join(", ")
                 );
-                if let Some(s) = crate::workflow::did_you_mean(&def.kind, known.iter().copied()) {
+                if let Some(s) = crate::diagnostic::did_you_mean(&def.kind, known.iter().copied()) {
                     hint = format!("did you mean `{s}`? {hint}");
                 }
                 catalog.unchecked.insert(name.clone());
@@ -306,7 +306,7 @@ impl ActionCatalog {
     /// What to tell someone who wrote `action`, which is not on offer.
     pub fn hint_for(&self, action: &str) -> String {
         let all: Vec<String> = self.actions().collect();
-        if let Some(s) = crate::workflow::did_you_mean(action, all.iter().map(String::as_str)) {
+        if let Some(s) = crate::diagnostic::did_you_mean(action, all.iter().map(String::as_str)) {
             return format!("did you mean `{s}`?");
         }
         match action.split_once('.') {

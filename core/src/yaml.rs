@@ -459,7 +459,7 @@ fn unknown_key_hint(message: &str) -> String {
     if expected.is_empty() {
         return format!("remove `{unknown}`: nothing may be set here");
     }
-    match crate::workflow::did_you_mean(unknown, expected.iter().copied()) {
+    match crate::diagnostic::did_you_mean(unknown, expected.iter().copied()) {
         Some(s) => format!("did you mean `{s}`? Otherwise remove `{unknown}`"),
         None => format!("remove `{unknown}` or use one of the expected keys"),
     }

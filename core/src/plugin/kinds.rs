@@ -91,7 +91,7 @@ impl SettingsProblem {
         let path = path.into();
         let key = path.rsplit('.').next().unwrap_or(&path).to_owned();
         let mut hint = format!("the settings are: {}", known.join(", "));
-        if let Some(s) = crate::workflow::did_you_mean(&key, known.iter().copied()) {
+        if let Some(s) = crate::diagnostic::did_you_mean(&key, known.iter().copied()) {
             hint = format!("did you mean `{s}`? {hint}");
         }
         SettingsProblem {

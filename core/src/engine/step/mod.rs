@@ -4,6 +4,17 @@
 //! statistics) and nothing else: no I/O, no clock, no global state. The
 //! engine around it stores and indexes; replaying a case is folding `step`
 //! over its accepted events.
+//!
+//! A step has phases: the event's facts ([`Stepper::apply`], one module
+//! per event family: `customer`, `agent`, `promise`, `fulfilment`), then
+//! the rules (route, promise checks, urgency), then the workflow
+//! (`timer`, transitions, the actions they request).
+
+mod agent;
+mod customer;
+mod fulfilment;
+mod promise;
+mod timer;
 
 use std::collections::BTreeMap;
 
@@ -12,16 +23,17 @@ use serde_json::{Map, Value, json};
 use crate::Timestamp;
 use crate::action::Action;
 use crate::audit::{Decision, DecisionKind, RuleRef};
-use crate::case::{
-    Author, Case, Channel, Message, Note, Past, SlaKind, SlaStatus, StateId, Task, UrgencyLevel,
-};
+use crate::case::{Author, Case, Past, SlaKind, StateId, Task, UrgencyLevel};
 use crate::config::ActionDef;
 use crate::event::{Event, EventError, Payload};
 use crate::promise::{Promise, PromiseStatus};
 use crate::rules::{CustomerStats, RuleInput, RuleSet};
 
 use super::Pack;
-use super::sla::is_counting;
+use agent::NoteKind;
+use customer::InboundKind;
+use fulfilment::FulfilmentKind;
+use promise::PromiseEventKind;
 
 /// How many engine-raised events (`promise.at_risk`, ...) one event may
 /// cascade into before the engine stops following them: a guard against a
@@ -98,7 +110,7 @@ pub fn step(
     s.apply(&payload)?;
 
     let stats = s.customer_stats(others);
-    s.run_route(&stats);
+    s.run_route(&stats, &payload);
     // Promises first, so urgency sees the statuses this event left them in.
     s.run_promise_checks(&stats, &payload);
     s.run_urgency(&stats);
@@ -215,387 +227,49 @@ impl Stepper<'_> {
 
     // ---- facts -------------------------------------------------------
 
+    /// Set the facts this event brings, by the family of its payload.
     fn apply(&mut self, payload: &Payload) -> Result<(), EventError> {
-        let kind = self.event.kind.as_str();
         if let Some(order) = &self.event.order {
             self.case.order_mut(order);
         }
         match payload {
-            Payload::Inbound(m) => {
-                if let Some(c) = &m.customer {
-                    self.case.customer.merge(c);
-                }
-                let channel = m.channel.unwrap_or(match kind {
-                    "email.received" => Channel::Email,
-                    "customer.call" => Channel::Phone,
-                    _ => Channel::WebForm,
-                });
-                let from = m.from.clone().or_else(|| {
-                    m.customer
-                        .as_ref()
-                        .and_then(|c| c.email.clone().or(c.name.clone()))
-                });
-                let author =
-                    if kind == "email.received" && !self.is_customer_address(from.as_deref()) {
-                        Author::Colleague
-                    } else {
-                        Author::Customer
-                    };
-                self.case.add_message(Message {
-                    at: self.event.at,
-                    author,
-                    from: from.clone(),
-                    channel,
-                    subject: m.subject.clone(),
-                    text: m.text.clone(),
-                    message_id: m.message_id.clone(),
-                    event: self.event.id.clone(),
-                });
-                if author == Author::Customer {
-                    self.case.contacts += 1;
-                    let record = &mut self.case.record;
-                    let mut set = Vec::new();
-                    if record.contact.is_none() {
-                        record.contact = self.case.customer.name.clone().or(from).or(self
-                            .case
-                            .customer
-                            .email
-                            .clone());
-                        record.contacted_at = Some(self.event.at);
-                        record.channel = Some(channel);
-                        if let Some(c) = &record.contact {
-                            set.push(("contact", c.clone()));
-                        }
-                    }
-                    if record.complaint.is_none() && !m.text.trim().is_empty() {
-                        let complaint = first_words(&m.text, 160);
-                        record.complaint = Some(complaint.clone());
-                        set.push(("complaint", complaint));
-                    }
-                    if let Some(agent) = &m.agent {
-                        if record.taken_by.is_none() {
-                            record.taken_by = Some(agent.clone());
-                            set.push(("taken_by", agent.clone()));
-                        }
-                        if !record.handled_by.contains(agent) {
-                            record.handled_by.push(agent.clone());
-                        }
-                    }
-                    for (field, value) in set {
-                        self.record(
-                            DecisionKind::Record {
-                                field: field.to_owned(),
-                                value,
-                            },
-                            None,
-                        );
-                    }
-                    let replied = self.case.sla.iter().any(|c| c.kind == SlaKind::FirstReply);
-                    let clock = if replied {
-                        SlaKind::NextReply
-                    } else {
-                        SlaKind::FirstReply
-                    };
-                    self.start_sla(clock);
-                    // A call an agent took is answered as it happens: the
-                    // customer is not waiting for a reply.
-                    if kind == "customer.call" && m.agent.is_some() {
-                        self.meet_sla(clock);
-                    }
-                }
-            }
-            Payload::AgentNote(n) => {
-                self.note_agent(&n.agent);
-                if !n.text.is_empty() {
-                    self.case.record.notes.push(Note {
-                        at: self.event.at,
-                        agent: n.agent.clone(),
-                        text: n.text.clone(),
-                    });
-                }
-                match kind {
-                    "agent.reply" => {
-                        self.case.add_message(Message {
-                            at: self.event.at,
-                            author: Author::Agent,
-                            from: Some(n.agent.clone()),
-                            channel: n.channel.unwrap_or(Channel::Email),
-                            subject: None,
-                            text: n.text.clone(),
-                            message_id: None,
-                            event: self.event.id.clone(),
-                        });
-                        self.meet_sla(SlaKind::FirstReply);
-                        self.meet_sla(SlaKind::NextReply);
-                    }
-                    "agent.call" => {
-                        self.meet_sla(SlaKind::FirstReply);
-                        self.meet_sla(SlaKind::NextReply);
-                        let now = self.now;
-                        let mut done = Vec::new();
-                        for task in self
-                            .case
-                            .tasks
-                            .iter_mut()
-                            .filter(|t| t.kind == "call_customer" && t.done_at.is_none())
-                        {
-                            task.done_at = Some(now);
-                            done.push(task.id.clone());
-                        }
-                        for id in done {
-                            self.record(
-                                DecisionKind::Record {
-                                    field: format!("task {id}"),
-                                    value: format!("done: called by {}", n.agent),
-                                },
-                                None,
-                            );
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Payload::Promise(p) => {
-                self.note_agent(&p.agent);
-                let promise = Promise::make(
-                    &p.promise,
-                    &p.agent,
-                    self.now,
-                    p.channel,
-                    self.pack.timezone,
-                )
-                .map_err(|e| self.malformed(e.to_string()))?;
-                if self.case.promise(promise.id.as_str()).is_some() {
-                    return Err(self.malformed(format!(
-                        "promise {} already exists on case {}; send `agent.revise_promise` with `revises: {}` and a new id",
-                        promise.id, self.case.id, promise.id
-                    )));
-                }
-                let revises = if kind == "agent.revise_promise" {
-                    let Some(old) = promise.revises.clone() else {
-                        return Err(self.malformed(
-                            "a revision needs `revises:` naming the promise it replaces".into(),
-                        ));
-                    };
-                    let reason = p
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| format!("revised by {}", p.agent));
-                    let now = self.now;
-                    let Some(prev) = self.case.promise_mut(old.as_str()) else {
-                        return Err(self.malformed(format!(
-                            "promise {old} to revise is not on case {}",
-                            self.case.id
-                        )));
-                    };
-                    let previous = prev.status;
-                    prev.revised_by = Some(promise.id.clone());
-                    prev.set_status(PromiseStatus::Revised, &reason, now);
-                    Some((old, previous, reason))
-                } else {
-                    None
-                };
-                if let Some(order) = &promise.order {
-                    self.case.order_mut(order);
-                }
-                let text = promise_text(&promise);
-                // The handoff record keeps the agent's own words: the
-                // promise's text when given, else what the agent already
-                // recorded; the machine summary only fills an empty record
-                // (or states a revision, which makes older words stale).
-                let record = &mut self.case.record;
-                if let Some(words) = &promise.text {
-                    record.commitment = Some(words.clone());
-                } else if record.commitment.is_none() || revises.is_some() {
-                    record.commitment = Some(text.clone());
-                }
-                if let Some((old, previous, reason)) = revises {
-                    self.record(
-                        DecisionKind::Promise {
-                            promise: old.0,
-                            status: PromiseStatus::Revised,
-                            reason,
-                            previous: Some(previous),
-                        },
-                        None,
-                    );
-                }
-                self.record(
-                    DecisionKind::Promise {
-                        promise: promise.id.0.clone(),
-                        status: PromiseStatus::Pending,
-                        reason: format!("{text}, promised by {}", p.agent),
-                        previous: None,
-                    },
-                    None,
-                );
-                self.case.promises.push(promise);
-            }
-            Payload::CancelPromise(c) => {
-                let now = self.now;
-                let reason = c
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| format!("cancelled by {}", c.agent));
-                let Some(p) = self.case.promise_mut(&c.promise) else {
-                    return Err(self.malformed(format!(
-                        "promise {} is not on case {}",
-                        c.promise, self.case.id
-                    )));
-                };
-                let previous = p.status;
-                if p.set_status(PromiseStatus::Cancelled, &reason, now) {
-                    self.record(
-                        DecisionKind::Promise {
-                            promise: c.promise.clone(),
-                            status: PromiseStatus::Cancelled,
-                            reason,
-                            previous: Some(previous),
-                        },
-                        None,
-                    );
-                }
-            }
-            Payload::Assign(a) => {
-                let by =
-                    a.by.clone()
-                        .or(a.agent.clone())
-                        .unwrap_or_else(|| "agent".into());
-                let team = a.team.clone().or(self.case.assignment.team.clone());
-                let Some(team) = team else {
-                    return Err(self.malformed(
-                        "`agent.assign` needs a `team` (or an `agent` on an assigned case)".into(),
-                    ));
-                };
-                if !self.pack.has_team(&team) {
-                    return Err(self.malformed(format!(
-                        "team `{team}` is not in the directory; known teams: {}",
-                        self.pack.team_names().join(", ")
-                    )));
-                }
-                if let Some(agent) = &a.agent {
-                    self.note_agent(agent);
-                }
-                self.assign(
-                    team,
-                    None,
-                    a.agent.clone(),
-                    format!("assigned by {by}"),
-                    by,
-                    None,
-                );
-            }
-            Payload::Record(r) => {
-                self.note_agent(&r.agent);
-                let fields = [
-                    ("complaint", &r.complaint),
-                    ("proposed_resolution", &r.proposed_resolution),
-                    ("landed", &r.landed),
-                    ("commitment", &r.commitment),
-                ];
-                for (field, value) in fields {
-                    let Some(value) = value else { continue };
-                    let record = &mut self.case.record;
-                    let slot = match field {
-                        "complaint" => &mut record.complaint,
-                        "proposed_resolution" => &mut record.proposed_resolution,
-                        "landed" => &mut record.landed,
-                        _ => &mut record.commitment,
-                    };
-                    *slot = Some(value.clone());
-                    self.record(
-                        DecisionKind::Record {
-                            field: field.to_owned(),
-                            value: value.clone(),
-                        },
-                        None,
-                    );
-                }
-                if let Some(note) = &r.note {
-                    self.case.record.notes.push(Note {
-                        at: self.event.at,
-                        agent: r.agent.clone(),
-                        text: note.clone(),
-                    });
-                }
-            }
-            Payload::Fulfilment(f) => {
-                if let Some(c) = &f.customer {
-                    self.case.customer.merge(c);
-                }
-                let order_id = match (&self.event.order, &self.event.tracking) {
-                    (Some(o), _) => Some(o.clone()),
-                    (None, Some(t)) => self
-                        .case
-                        .orders
-                        .iter()
-                        .find(|o| o.tracking.as_deref() == Some(t))
-                        .map(|o| o.id.clone()),
-                    _ => None,
-                };
-                let Some(order_id) = order_id else {
-                    return Err(self.malformed(
-                        "needs `order:` (or a `tracking:` number already linked to an order)"
-                            .into(),
-                    ));
-                };
-                let needs = match kind {
-                    "warehouse.planned" if f.ship_date.is_none() => {
-                        Some("`warehouse.planned` needs `ship_date: YYYY-MM-DD`")
-                    }
-                    "carrier.eta" if f.eta.is_none() => {
-                        Some("`carrier.eta` needs `eta: YYYY-MM-DD`")
-                    }
-                    _ => None,
-                };
-                if let Some(needs) = needs {
-                    return Err(self.malformed(needs.to_owned()));
-                }
-                let day = self.event.at.date_naive();
-                let at = self.event.at;
-                let order = self.case.order_mut(&order_id);
-                if let Some(t) = &self.event.tracking {
-                    order.tracking = Some(t.clone());
-                }
-                match kind {
-                    "warehouse.planned" => {
-                        order.planned_ship = f.ship_date;
-                    }
-                    "warehouse.delayed" => {
-                        if let Some(d) = f.ship_date {
-                            order.planned_ship = Some(d);
-                        }
-                        order.problem = Some(f.reason.clone().unwrap_or_else(|| "delayed".into()));
-                    }
-                    "warehouse.shipped" => {
-                        order.shipped_on = Some(f.ship_date.unwrap_or(day));
-                        order.held_until = None;
-                    }
-                    "warehouse.held" => {
-                        order.held_until = f.until;
-                    }
-                    "warehouse.released" => order.held_until = None,
-                    "warehouse.backorder" => {
-                        order.backordered = true;
-                        order.problem = f.reason.clone().or(Some("backordered".into()));
-                    }
-                    "carrier.eta" => {
-                        order.carrier_eta = f.eta;
-                    }
-                    "carrier.delivered" => order.delivered_at = Some(at),
-                    "carrier.exception" => {
-                        order.problem = Some(
-                            f.reason
-                                .clone()
-                                .unwrap_or_else(|| "carrier exception".into()),
-                        );
-                    }
-                    _ => {}
-                }
-            }
+            Payload::Inbound(m) => self.inbound(self.kind(InboundKind::parse)?, m),
+            Payload::AgentNote(n) => self.agent_note(self.kind(NoteKind::parse)?, n),
+            Payload::Promise(p) => self.agent_promise(self.kind(PromiseEventKind::parse)?, p)?,
+            Payload::CancelPromise(c) => self.cancel_promise(c)?,
+            Payload::Assign(a) => self.agent_assign(a)?,
+            Payload::Record(r) => self.agent_record(r),
+            Payload::Fulfilment(f) => self.fulfilment(self.kind(FulfilmentKind::parse)?, f)?,
+            // A timer acts with the workflow (`run_transitions`): like a
+            // transition, it may move the case to another state.
             Payload::Timer(_) | Payload::Other => {}
         }
         Ok(())
+    }
+
+    /// The event's kind, typed for the handler of its payload's family.
+    ///
+    /// `Event::payload` chose the family from the same kind, so this fails
+    /// only if the two lists disagree (a test checks they do not).
+    fn kind<K>(&self, parse: fn(&str) -> Option<K>) -> Result<K, EventError> {
+        parse(self.event.kind.as_str()).ok_or_else(|| {
+            self.malformed(
+                "the engine reads fields for this kind but has no handler for it, a bug in casework; please report it".into(),
+            )
+        })
+    }
+
+    /// Record the handoff record's lines set by this event, in order.
+    fn record_fields(&mut self, set: Vec<(&str, String)>) {
+        for (field, value) in set {
+            self.record(
+                DecisionKind::Record {
+                    field: field.to_owned(),
+                    value,
+                },
+                None,
+            );
+        }
     }
 
     fn malformed(&self, message: String) -> EventError {
@@ -603,25 +277,6 @@ impl Stepper<'_> {
             event: self.event.id.clone(),
             kind: self.event.kind.0.clone(),
             message,
-        }
-    }
-
-    fn is_customer_address(&self, from: Option<&str>) -> bool {
-        let Some(from) = from else { return true };
-        match &self.case.customer.email {
-            Some(email) => from.to_lowercase().contains(&email.to_lowercase()),
-            None => !self.pack.is_staff_address(from),
-        }
-    }
-
-    /// Remember an agent on the handoff record.
-    fn note_agent(&mut self, agent: &str) {
-        let record = &mut self.case.record;
-        if record.taken_by.is_none() {
-            record.taken_by = Some(agent.to_owned());
-        }
-        if record.handled_by.last().map(String::as_str) != Some(agent) {
-            record.handled_by.push(agent.to_owned());
         }
     }
 
@@ -690,11 +345,10 @@ impl Stepper<'_> {
         }
     }
 
-    fn run_route(&mut self, stats: &CustomerStats) {
-        let inbound = matches!(
-            self.event.kind.as_str(),
-            "customer.message" | "customer.call" | "email.received"
-        );
+    /// Route an inbound contact by the `route` rule, unless an agent has
+    /// assigned the case: a person's choice outranks the rule.
+    fn run_route(&mut self, stats: &CustomerStats, payload: &Payload) {
+        let inbound = matches!(payload, Payload::Inbound(_));
         let by_agent = self
             .case
             .assignment
@@ -728,25 +382,11 @@ impl Stepper<'_> {
                     &format!("routed to the fallback team {fallback}"),
                     Some(route.rule),
                 );
-                self.assign(
-                    fallback,
-                    None,
-                    None,
-                    "fallback: the route rule named an unknown team".into(),
-                    "rule".into(),
-                    None,
-                );
+                self.assign_fallback(fallback, "the route rule named an unknown team");
             }
             Ok(None) => {
                 if self.case.assignment.team.is_none() {
-                    self.assign(
-                        fallback,
-                        None,
-                        None,
-                        "fallback: no routing rule matched".into(),
-                        "rule".into(),
-                        None,
-                    );
+                    self.assign_fallback(fallback, "no routing rule matched");
                 }
             }
             Err(e) => {
@@ -758,17 +398,22 @@ impl Stepper<'_> {
                     rule,
                 );
                 if self.case.assignment.team.is_none() {
-                    self.assign(
-                        fallback,
-                        None,
-                        None,
-                        "fallback: the route rule failed".into(),
-                        "rule".into(),
-                        None,
-                    );
+                    self.assign_fallback(fallback, "the route rule failed");
                 }
             }
         }
+    }
+
+    /// Send the case to the directory's fallback team, saying `why`.
+    fn assign_fallback(&mut self, fallback: String, why: &str) {
+        self.assign(
+            fallback,
+            None,
+            None,
+            format!("fallback: {why}"),
+            "rule".into(),
+            None,
+        );
     }
 
     fn run_urgency(&mut self, stats: &CustomerStats) {
@@ -1010,78 +655,6 @@ impl Stepper<'_> {
         }
     }
 
-    /// A state timeout fires only if the case is still in that state and
-    /// has been there long enough (a stale timer does nothing).
-    fn run_timer(&mut self, timer: &str) {
-        if let Some(state) = timer.strip_prefix("timeout:") {
-            if self.case.state.as_str() != state {
-                return;
-            }
-            let Some(def) = self.pack.workflow.timeout(state).cloned() else {
-                return;
-            };
-            let Some(due) = self.pack.timeout_due(&self.case) else {
-                return;
-            };
-            if self.now < due {
-                return;
-            }
-            self.record(
-                DecisionKind::Timer {
-                    timer: timer.to_owned(),
-                    due,
-                    fired: true,
-                },
-                None,
-            );
-            let rule = self.pack.state_ref(state);
-            self.enter(def.to.clone(), "timer.fired", rule, &def.actions);
-        } else if let Some(rest) = timer.strip_prefix("sla:") {
-            let Some(plan) = self.pack.sla.clone() else {
-                return;
-            };
-            let (clock, what) = rest.split_once(':').unwrap_or((rest, ""));
-            let now = self.now;
-            let Some(c) = self.case.sla.iter_mut().find(|c| {
-                c.kind.as_str() == clock && is_counting(c.status) && c.running_since.is_some()
-            }) else {
-                return;
-            };
-            let (status, raised) = match what {
-                "warn"
-                    if c.status == SlaStatus::Running
-                        && plan.warn_at(c).is_some_and(|w| now >= w) =>
-                {
-                    c.status = SlaStatus::Warned;
-                    ("warning", "sla.warning")
-                }
-                "breach" if plan.due_at(c).is_some_and(|d| now >= d) => {
-                    let since = c.running_since.take().expect("running");
-                    c.used_secs += plan
-                        .calendar
-                        .business_time_between(since, now)
-                        .num_seconds();
-                    c.status = SlaStatus::Breached;
-                    c.due_at = None;
-                    ("breached", "sla.breached")
-                }
-                _ => return,
-            };
-            let due = c.due_at;
-            self.record(
-                DecisionKind::Sla {
-                    clock: clock.to_owned(),
-                    status: status.to_owned(),
-                    due,
-                },
-                None,
-            );
-            self.raise(raised);
-        }
-        // `promise:` timers need nothing here: every event re-checks the
-        // open promises, and a timer event is an event.
-    }
-
     fn enter(&mut self, to: StateId, on: &str, rule: Option<RuleRef>, actions: &[ActionDef]) {
         let from = std::mem::replace(&mut self.case.state, to.clone());
         self.case.state_since = self.now;
@@ -1137,127 +710,134 @@ impl Stepper<'_> {
     /// Request an action: engine built-ins act on the case at once, the
     /// rest go to the outbox.
     fn request(&mut self, def: &ActionDef, by: &str, rule: Option<RuleRef>) {
-        // Task ids count the case's tasks only: T-1, T-2, ... in order, so
-        // an id is never given twice on one case.
-        let n = self.case.task_count;
+        match def.action.as_str() {
+            "task.create" => self.create_task(&def.params, by, rule),
+            "case.tag" => self.tag(&def.params, rule),
+            _ => self.send(def, by, rule),
+        }
+    }
+
+    /// A task for a person on this case (`task.create`).
+    fn create_task(&mut self, params: &Map<String, Value>, by: &str, rule: Option<RuleRef>) {
+        let kind = str_param(params, "kind").unwrap_or("follow_up").to_owned();
+        // One open task of a kind is enough: a second request (an urgent
+        // word after a broken promise, say) adds nothing.
+        if self
+            .case
+            .tasks
+            .iter()
+            .any(|t| t.kind == kind && t.done_at.is_none())
+        {
+            return;
+        }
+        let within =
+            str_param(params, "due_in").and_then(|w| crate::calendar::parse_duration(w).ok());
+        let task = Task {
+            // Task ids count the case's tasks only: T-1, T-2, ... in
+            // order, so an id is never given twice on one case.
+            id: format!("T-{}", self.case.task_count + 1),
+            kind: kind.clone(),
+            assignee: str_param(params, "assignee")
+                .map(str::to_owned)
+                .or(self.case.assignment.agent.clone())
+                .or(self.case.assignment.team.clone()),
+            due_at: within.map(|w| self.now + w),
+            reason: str_param(params, "reason").unwrap_or(by).to_owned(),
+            done_at: None,
+        };
+        self.record(
+            DecisionKind::Task {
+                task: task.id.clone(),
+                task_kind: kind,
+                due: task.due_at,
+                reason: task.reason.clone(),
+            },
+            rule,
+        );
+        self.case.tasks.push(task);
+        self.case.task_count += 1;
+    }
+
+    /// A tag on the case (`case.tag`), recorded when it is new.
+    fn tag(&mut self, params: &Map<String, Value>, rule: Option<RuleRef>) {
+        if let Some(tag) = str_param(params, "tag")
+            && self.case.tags.insert(tag.to_owned())
+        {
+            self.record(
+                DecisionKind::Record {
+                    field: "tag".into(),
+                    value: tag.to_owned(),
+                },
+                rule,
+            );
+        }
+    }
+
+    /// A plugin's action, to the outbox, with the parameters it can take
+    /// from the case filled in; one its plugin would refuse becomes a task
+    /// for a person instead.
+    fn send(&mut self, def: &ActionDef, by: &str, rule: Option<RuleRef>) {
         let id = format!("{}/{}", self.event.id, self.decisions.len());
         let mut params = def.params.clone();
-        match def.action.as_str() {
-            "task.create" => {
-                let kind = str_param(&params, "kind").unwrap_or("follow_up").to_owned();
-                // One open task of a kind is enough: a second request (an
-                // urgent word after a broken promise, say) adds nothing.
-                if self
-                    .case
-                    .tasks
-                    .iter()
-                    .any(|t| t.kind == kind && t.done_at.is_none())
-                {
-                    return;
-                }
-                let within = str_param(&params, "due_in")
-                    .and_then(|w| crate::calendar::parse_duration(w).ok());
-                let task = Task {
-                    id: format!("T-{}", n + 1),
-                    kind: kind.clone(),
-                    assignee: str_param(&params, "assignee")
-                        .map(str::to_owned)
-                        .or(self.case.assignment.agent.clone())
-                        .or(self.case.assignment.team.clone()),
-                    due_at: within.map(|w| self.now + w),
-                    reason: str_param(&params, "reason").unwrap_or(by).to_owned(),
-                    done_at: None,
-                };
-                self.record(
-                    DecisionKind::Task {
-                        task: task.id.clone(),
-                        task_kind: kind,
-                        due: task.due_at,
-                        reason: task.reason.clone(),
-                    },
-                    rule,
+        params
+            .entry("case")
+            .or_insert_with(|| json!(self.case.id.0));
+        if def.action == "team.notify"
+            && !params.contains_key("team")
+            && let Some(team) = &self.case.assignment.team
+        {
+            params.insert("team".into(), json!(team));
+        }
+        // Mail to the customer unless the action names someone else.
+        if self.pack.plugin_kind(&def.action) == Some("email")
+            && !params.contains_key("to")
+            && let Some(email) = &self.case.customer.email
+        {
+            params.insert("to".into(), json!(email));
+        }
+        // An action its plugin could not carry out fails here, at its
+        // cause, not later in the outbox.
+        if let Some(schema) = self.pack.action_params(&def.action) {
+            let problems = schema.problems(&params);
+            if !problems.is_empty() {
+                let message = format!(
+                    "action {} asked by {by} has bad parameters: {}",
+                    def.action,
+                    problems.join("; ")
                 );
-                self.case.tasks.push(task);
-                self.case.task_count += 1;
-            }
-            "case.tag" => {
-                if let Some(tag) = str_param(&params, "tag")
-                    && self.case.tags.insert(tag.to_owned())
-                {
-                    self.record(
-                        DecisionKind::Record {
-                            field: "tag".into(),
-                            value: tag.to_owned(),
-                        },
-                        rule,
-                    );
-                }
-            }
-            _ => {
-                params
-                    .entry("case")
-                    .or_insert_with(|| json!(self.case.id.0));
-                if def.action == "team.notify"
-                    && !params.contains_key("team")
-                    && let Some(team) = &self.case.assignment.team
-                {
-                    params.insert("team".into(), json!(team));
-                }
-                // Mail to the customer unless the action names someone else.
-                if self.pack.plugin_kind(&def.action) == Some("email")
-                    && !params.contains_key("to")
-                    && let Some(email) = &self.case.customer.email
-                {
-                    params.insert("to".into(), json!(email));
-                }
-                // An action its plugin could not carry out fails here, at
-                // its cause, not later in the outbox.
-                if let Some(schema) = self.pack.action_params(&def.action) {
-                    let problems = schema.problems(&params);
-                    if !problems.is_empty() {
-                        let message = format!(
-                            "action {} asked by {by} has bad parameters: {}",
-                            def.action,
-                            problems.join("; ")
-                        );
-                        self.record_error(
-                            "action::bad-params",
-                            message.clone(),
-                            "not requested; a person takes it over (task action_failed)",
-                            rule.clone(),
-                        );
-                        let task = ActionDef {
-                            action: "task.create".into(),
-                            params: serde_json::Map::from_iter([
-                                ("kind".to_owned(), json!("action_failed")),
-                                ("due_in".to_owned(), json!("1h")),
-                                ("reason".to_owned(), json!(message)),
-                            ]),
-                        };
-                        self.request(&task, by, rule);
-                        return;
-                    }
-                }
-                let params = Value::Object(params);
-                self.record(
-                    DecisionKind::Action {
-                        action: def.action.clone(),
-                        id: id.clone(),
-                        params: params.clone(),
-                    },
-                    rule,
+                self.record_error(
+                    "action::bad-params",
+                    message.clone(),
+                    "not requested; a person takes it over (task action_failed)",
+                    rule.clone(),
                 );
-                self.actions.push(Action {
-                    id,
-                    case: self.case.id.clone(),
-                    action: def.action.clone(),
-                    params,
-                    requested_at: self.now,
-                    event: self.event.id.clone(),
-                    requested_by: by.to_owned(),
-                });
+                let task = Map::from_iter([
+                    ("kind".to_owned(), json!("action_failed")),
+                    ("due_in".to_owned(), json!("1h")),
+                    ("reason".to_owned(), json!(message)),
+                ]);
+                self.create_task(&task, by, rule);
+                return;
             }
         }
+        let params = Value::Object(params);
+        self.record(
+            DecisionKind::Action {
+                action: def.action.clone(),
+                id: id.clone(),
+                params: params.clone(),
+            },
+            rule,
+        );
+        self.actions.push(Action {
+            id,
+            case: self.case.id.clone(),
+            action: def.action.clone(),
+            params,
+            requested_at: self.now,
+            event: self.event.id.clone(),
+            requested_by: by.to_owned(),
+        });
     }
 }
 
@@ -1521,6 +1101,47 @@ fn check_promise(p, c, now) {
             case.record.commitment.as_deref(),
             Some("callback_by 2026-12-14T18:00:00+09:00")
         );
+    }
+
+    /// `Event::payload` picks a payload by kind, and each family's handler
+    /// types the kind again: every known kind the first gives fields to,
+    /// the second must know.
+    #[test]
+    fn every_kind_with_fields_has_a_typed_handler() {
+        // Enough fields for the payload of any family to decode.
+        let fields = [
+            json!({}),
+            json!({"agent": "emi"}),
+            json!({"agent": "emi", "promise": "P-1"}),
+            json!({"agent": "emi", "promise": {"id": "P-1", "kind": "callback_by"}}),
+            json!({"timer": "timeout:open"}),
+        ];
+        let at = at("2026-12-07T10:00:00+09:00");
+        for kind in crate::event::KNOWN_KINDS {
+            let payload = fields
+                .iter()
+                .find_map(|f| {
+                    let mut event = Event::new("e1", at, kind, None);
+                    event.data = f.as_object().unwrap().clone();
+                    event.payload().ok()
+                })
+                .unwrap_or_else(|| panic!("no test fields decode as a payload of {kind}"));
+            let typed = match payload {
+                Payload::Inbound(_) => InboundKind::parse(kind).is_some(),
+                Payload::AgentNote(_) => NoteKind::parse(kind).is_some(),
+                Payload::Promise(_) => PromiseEventKind::parse(kind).is_some(),
+                Payload::Fulfilment(_) => FulfilmentKind::parse(kind).is_some(),
+                Payload::CancelPromise(_)
+                | Payload::Assign(_)
+                | Payload::Record(_)
+                | Payload::Timer(_)
+                | Payload::Other => true,
+            };
+            assert!(
+                typed,
+                "{kind} has fields but its family's handler does not know it"
+            );
+        }
     }
 
     fn pack() -> (Pack, RuleSet) {
