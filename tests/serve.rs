@@ -111,10 +111,12 @@ impl Drop for Server {
     }
 }
 
+/// A customer's message written now: deadlines count from when the
+/// customer wrote, so an old date would have timers fire during the test.
 fn message(id: &str, case: &str, text: &str) -> Value {
     json!({
         "id": id,
-        "at": "2026-11-20T09:05:00+09:00",
+        "at": chrono::Utc::now().to_rfc3339(),
         "kind": "customer.message",
         "case": case,
         "customer": {"name": "Jo Tanaka", "email": "jo@example.com"},

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Timestamp;
 use crate::audit::Decision;
 use crate::event::EventId;
-use crate::promise::Promise;
+use crate::promise::{Promise, PromiseStatus};
 
 macro_rules! string_id {
     ($(#[$meta:meta])* $name:ident) => {
@@ -465,7 +465,8 @@ pub const RECENT_NOTES: usize = 10;
 ///
 /// Every message and note is appended when it is written (the row keeps
 /// only the last [`RECENT_MESSAGES`] and [`RECENT_NOTES`]); a promise when
-/// it is settled (kept, broken, revised, cancelled); a task when it is done.
+/// it is settled (kept, revised, cancelled: a broken one stays until it is
+/// revised or cancelled); a task when it is done.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "item", rename_all = "snake_case")]
 pub enum Past {
@@ -489,14 +490,21 @@ pub struct Marks {
 pub struct CaseStory {
     #[serde(flatten)]
     pub case: Case,
+    /// The events applied to the case, in order.
+    pub events: Vec<EventId>,
     /// Every decision made on the case, in order.
     pub history: Vec<Decision>,
 }
 
 impl CaseStory {
-    /// The story of `case`, from its past (in the order it was appended)
-    /// and its decisions.
-    pub fn new(mut case: Case, past: Vec<Past>, history: Vec<Decision>) -> Self {
+    /// The story of `case`, from its past (in the order it was appended),
+    /// its events and its decisions.
+    pub fn new(
+        mut case: Case,
+        past: Vec<Past>,
+        events: Vec<EventId>,
+        history: Vec<Decision>,
+    ) -> Self {
         let (mut messages, mut notes, mut promises, mut tasks) = (vec![], vec![], vec![], vec![]);
         for p in past {
             match p {
@@ -513,7 +521,11 @@ impl CaseStory {
         case.promises = promises;
         tasks.append(&mut case.tasks);
         case.tasks = tasks;
-        CaseStory { case, history }
+        CaseStory {
+            case,
+            events,
+            history,
+        }
     }
 }
 
@@ -612,9 +624,11 @@ impl Case {
         }
         trim_front(&mut self.messages, RECENT_MESSAGES);
         trim_front(&mut self.record.notes, RECENT_NOTES);
+        // A broken promise stays until it is revised or cancelled: the
+        // customer is owed a repair, and the rules weigh it.
         let (settled, open) = std::mem::take(&mut self.promises)
             .into_iter()
-            .partition(|p| !p.status.is_open());
+            .partition(|p| !p.status.is_open() && p.status != PromiseStatus::Broken);
         self.promises = open;
         past.extend(settled.into_iter().map(Past::Promise));
         let (done, open) = std::mem::take(&mut self.tasks)

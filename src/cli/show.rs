@@ -37,9 +37,11 @@ pub fn run(args: Args) -> ExitCode {
     let id = CaseId(args.case.clone());
     let story = store.load(&id).and_then(|case| {
         let Some(case) = case else { return Ok(None) };
+        let events = store.events(&id)?.into_iter().map(|a| a.event.id);
         Ok(Some(CaseStory::new(
             case,
             store.past(&id)?,
+            events.collect(),
             store.decisions(&id)?,
         )))
     });

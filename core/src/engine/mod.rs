@@ -776,9 +776,11 @@ impl Engine {
             .store
             .load(id)?
             .ok_or_else(|| EngineError::UnknownCase(id.clone()))?;
+        let events = self.store.events(id)?;
         Ok(CaseStory::new(
             case,
             self.store.past(id)?,
+            events.into_iter().map(|a| a.event.id).collect(),
             self.store.decisions(id)?,
         ))
     }
