@@ -363,3 +363,101 @@ fn an_sla_clock_started_inside_its_warning_window_still_warns() {
         .unwrap();
     assert_eq!(first.status, casework::case::SlaStatus::Warned, "{first:?}");
 }
+
+// ---------------------------------------------------------------------------
+// History: the stored case holds its present, whatever its age, and replay
+// uses the pack and rules that decided.
+
+fn long_runs() -> u32 {
+    // Ten thousand events a case: a few cases even in a soak.
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse::<u32>().ok())
+        .map_or(2, |n| (n / 32).max(1))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(long_runs()))]
+
+    /// A case that sees 10,000 events (messages, replies, notes, promises
+    /// made, revised and settled, shipments) keeps a row of bounded size:
+    /// what it holds in its second five thousand events is no bigger than
+    /// in its first.
+    #[test]
+    fn a_case_with_ten_thousand_events_keeps_a_bounded_row(
+        pattern in prop::collection::vec(arb_step(), 20..40),
+    ) {
+        let mut h = Harness::new();
+        let mut at = start();
+        let (mut first, mut second) = (0usize, 0usize);
+        for n in 0..10_000 {
+            let mut g = pattern[n % pattern.len()].clone();
+            g.case = 1;
+            g.gap_minutes = g.gap_minutes % 90 + 1;
+            at += Duration::minutes(g.gap_minutes);
+            h.feed(event(&g, n, at));
+            let Some(case) = h.engine.case(&CaseId("C-1".into())).unwrap() else { continue };
+            let size = serde_json::to_vec(&case).unwrap().len();
+            if n < 5_000 { first = first.max(size) } else { second = second.max(size) }
+        }
+        prop_assert!(second <= first + 512, "the row grew: {first} bytes, then {second}");
+        prop_assert!(second < 64 * 1024, "the row is {second} bytes");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(long_runs() * 4))]
+
+    /// Events handled under one pack, then more under a changed one (the
+    /// SLA of the workflow and the route rule both changed, as an upgrade
+    /// would): replaying every case uses each event's own versions and
+    /// equals the stored case.
+    #[test]
+    fn replay_equals_the_stored_case_across_a_pack_change(
+        before in prop::collection::vec(arb_step(), 1..25),
+        after in prop::collection::vec(arb_step(), 1..25),
+    ) {
+        use casework::store::SqliteStore;
+        let dir = crate::util::scratch(&format!("pack-change-{}", std::process::id()));
+        crate::util::copy_pack(&dir);
+        let db = dir.join("casework.db");
+        let config = dir.join("casework.yaml");
+        let clock = Arc::new(ManualClock::new(start()));
+        let open = |clock: &Arc<ManualClock>| {
+            let (pack, rules) = casework::load(Some(&config)).expect("the pack loads");
+            Engine::builder(pack, rules)
+                .clock(clock.clone())
+                .store(Box::new(SqliteStore::open(&db).unwrap()))
+                .build()
+                .unwrap()
+        };
+        let mut at = start();
+        let mut feed = |engine: &mut Engine, gens: &[Gen], from: usize, at: &mut casework::Timestamp| {
+            for (i, g) in gens.iter().enumerate() {
+                *at += Duration::minutes(g.gap_minutes);
+                engine.tick(*at).unwrap();
+                clock.set(*at);
+                let _ = engine.handle(event(g, from + i, *at));
+            }
+        };
+        let mut engine = open(&clock);
+        let first_version = engine.pack().version().to_owned();
+        feed(&mut engine, &before, 0, &mut at);
+        drop(engine);
+
+        let workflow = dir.join("workflow.yaml");
+        let text = std::fs::read_to_string(&workflow).unwrap();
+        std::fs::write(&workflow, text.replacen("first_reply: 4h", "first_reply: 2h", 1)).unwrap();
+        crate::util::route_everything_to(&dir, "billing");
+        let mut engine = open(&clock);
+        prop_assert_ne!(engine.pack().version(), first_version.as_str());
+        feed(&mut engine, &after, before.len(), &mut at);
+        engine.tick(at + Duration::days(30)).unwrap();
+        for id in engine.store().case_ids().unwrap() {
+            let stored = engine.case(&id).unwrap().unwrap();
+            let replayed = engine.replay(&id).unwrap();
+            prop_assert_eq!(replayed, stored, "replay of {}", id);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

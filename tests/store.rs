@@ -690,3 +690,106 @@ fn killed_at_random_moments_nothing_acknowledged_is_lost_and_nothing_runs_twice(
         assert_eq!(engine.replay(&id).unwrap(), stored, "case {id}");
     }
 }
+
+/// A store written by the release before constant-cost storage (schema 2:
+/// the whole past inside each case row, timers only in memory) opens in
+/// this one: the rows are split into present and past, nothing is lost,
+/// links thread as before, the timers are rebuilt once, and replay still
+/// equals every stored case.
+#[test]
+fn a_store_from_the_previous_release_is_migrated() {
+    let dir = scratch("migrate-v2");
+    let db = dir.join("casework.db");
+    std::fs::copy("tests/fixtures/stores/v2-shop.db", &db).unwrap();
+    let old = rusqlite_counts(&db);
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(
+        store.version().unwrap(),
+        casework::store::sqlite::schema_version()
+    );
+    assert_eq!(store.event_count().unwrap(), old.events);
+    assert_eq!(store.case_count().unwrap(), old.cases);
+    assert_eq!(store.outbox().unwrap().len(), old.actions);
+    assert_eq!(store.rejected_count().unwrap(), 1);
+    assert!(store.timers_stale().unwrap());
+    let c100 = CaseId("C-100".into());
+    let case = store.load(&c100).unwrap().unwrap();
+    // The counters count the whole past; the row keeps the present.
+    assert_eq!(case.event_count, 4);
+    assert_eq!(case.message_count, 2);
+    assert_eq!(case.inbound_count, 1);
+    assert!(case.last_reply_at.is_some());
+    let past = store.past(&c100).unwrap();
+    assert_eq!(
+        past.iter()
+            .filter(|p| matches!(p, casework::case::Past::Message(_)))
+            .count(),
+        2
+    );
+    assert_eq!(
+        store
+            .linked_case(&casework::store::Link::Order("O-77"))
+            .unwrap(),
+        Some(c100.clone())
+    );
+    let mailed = store
+        .linked_case(&casework::store::Link::MessageId(
+            "<first-kei@mail.example.com>",
+        ))
+        .unwrap()
+        .expect("the e-mail's Message-ID threads to its case");
+    let decisions = store.decisions(&c100).unwrap().len();
+    assert!(decisions > 5);
+    drop(store);
+
+    // The engine rebuilds the timers once, on its first start.
+    let clock = Arc::new(ManualClock::new(
+        "2026-11-20T18:00:00+09:00".parse().unwrap(),
+    ));
+    let (pack, rules) = casework::load(None).unwrap();
+    let mut engine = Engine::builder(pack, rules)
+        .clock(clock.clone())
+        .store(Box::new(SqliteStore::open(&db).unwrap()))
+        .build()
+        .unwrap();
+    assert!(!engine.store().timers_stale().unwrap());
+    assert!(engine.pending_timers().unwrap() > 0);
+    assert_eq!(engine.story(&c100).unwrap().history.len(), decisions);
+    for id in engine.store().case_ids().unwrap() {
+        let stored = engine.case(&id).unwrap().unwrap();
+        assert_eq!(engine.replay(&id).unwrap(), stored, "replay of {id}");
+    }
+    // A reply to the old e-mail still finds its case.
+    let reply = Event::from_json(
+        r#"{"id":"reply-1","at":"2026-11-20T18:00:00+09:00","kind":"email.received",
+            "in_reply_to":["<first-kei@mail.example.com>"],"from":"kei@example.com",
+            "text":"Any news?"}"#,
+    )
+    .unwrap();
+    match engine.handle(reply).unwrap() {
+        Outcome::Handled { case, .. } => assert_eq!(case, mailed),
+        other => panic!("{other:?}"),
+    }
+}
+
+struct OldCounts {
+    events: usize,
+    cases: usize,
+    actions: usize,
+}
+
+/// What the fixture holds, read with SQL before the migration runs.
+fn rusqlite_counts(db: &Path) -> OldCounts {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let count = |table: &str| -> usize {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap() as usize
+    };
+    OldCounts {
+        events: count("events"),
+        cases: count("cases"),
+        actions: count("outbox"),
+    }
+}

@@ -460,6 +460,14 @@ pub const RECENT_MESSAGES: usize = 10;
 /// How many agent notes the handoff record keeps in the case row.
 pub const RECENT_NOTES: usize = 10;
 
+/// How many broken promises (not yet revised or cancelled) the case row
+/// keeps; older ones leave for the past.
+pub const RECENT_BROKEN: usize = 5;
+
+/// How many status changes a promise in the case row keeps: its first and
+/// the latest ones. Every change is also a decision record.
+pub const PROMISE_CHANGES: usize = 16;
+
 /// Something that left the case row: appended to the store's history, read
 /// where a case's story is told ([`CaseStory`]), never on the hot path.
 ///
@@ -624,12 +632,27 @@ impl Case {
         }
         trim_front(&mut self.messages, RECENT_MESSAGES);
         trim_front(&mut self.record.notes, RECENT_NOTES);
-        // A broken promise stays until it is revised or cancelled: the
-        // customer is owed a repair, and the rules weigh it.
-        let (settled, open) = std::mem::take(&mut self.promises)
-            .into_iter()
-            .partition(|p| !p.status.is_open() && p.status != PromiseStatus::Broken);
-        self.promises = open;
+        // A broken promise stays until it is revised or cancelled (the
+        // customer is owed a repair, and the rules weigh it), the last
+        // RECENT_BROKEN of them; the rest of the settled ones leave.
+        let (mut settled, mut kept): (Vec<Promise>, Vec<Promise>) =
+            std::mem::take(&mut self.promises)
+                .into_iter()
+                .partition(|p| !p.status.is_open() && p.status != PromiseStatus::Broken);
+        let broken = kept.iter().filter(|p| !p.status.is_open()).count();
+        let mut extra = broken.saturating_sub(RECENT_BROKEN);
+        kept.retain(|p| {
+            let leaves = extra > 0 && !p.status.is_open();
+            if leaves {
+                settled.push(p.clone());
+                extra -= 1;
+            }
+            !leaves
+        });
+        for p in &mut kept {
+            p.trim_history(PROMISE_CHANGES);
+        }
+        self.promises = kept;
         past.extend(settled.into_iter().map(Past::Promise));
         let (done, open) = std::mem::take(&mut self.tasks)
             .into_iter()

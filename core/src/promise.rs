@@ -367,3 +367,15 @@ impl Promise {
         true
     }
 }
+
+impl Promise {
+    /// Keep the first status change and the latest `n - 1`: a promise
+    /// open for long, checked again and again, would otherwise grow with
+    /// every change. The decision records keep them all.
+    pub fn trim_history(&mut self, n: usize) {
+        if self.history.len() > n && n >= 2 {
+            let cut = self.history.len() - (n - 1);
+            self.history.drain(1..cut);
+        }
+    }
+}

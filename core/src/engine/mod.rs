@@ -662,12 +662,13 @@ impl Engine {
         let rules = self.rules.current();
         self.keep_versions(pending, &rules)?;
         let before = case.as_ref().map(link_keys).unwrap_or_default();
+        let counts_from = event_time(event.at, now, case.as_ref().map(|c| c.updated_at));
         let Step {
             case,
             decisions,
             actions,
             past,
-        } = step(&self.pack, &rules, case, &id, event, now, &others)?;
+        } = step(&self.pack, &rules, case, &id, event, counts_from, &others)?;
         let mut links: Vec<String> = link_keys(&case)
             .into_iter()
             .filter(|k| !before.contains(k))
@@ -857,7 +858,17 @@ impl Engine {
         let mut case = None;
         for a in self.store.events(id)? {
             let (pack, rules) = self.version(&a, &current)?;
-            let s = step(&pack, &rules, case, id, &a.event, a.handled_at, &a.customer)?;
+            // Events stored before packs were versioned counted from when
+            // they were handled; since then, from when they happened.
+            let counts_from = match a.pack {
+                Some(_) => event_time(
+                    a.event.at,
+                    a.handled_at,
+                    case.as_ref().map(|c: &Case| c.updated_at),
+                ),
+                None => a.handled_at,
+            };
+            let s = step(&pack, &rules, case, id, &a.event, counts_from, &a.customer)?;
             case = Some(s.case);
         }
         case.ok_or_else(|| EngineError::UnknownCase(id.clone()))

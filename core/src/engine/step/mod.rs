@@ -68,7 +68,8 @@ pub fn event_time(at: Timestamp, now: Timestamp, previous: Option<Timestamp>) ->
 
 /// Apply `event` to `case` (None: the event opens a new case `id`).
 ///
-/// `others` are the statistics of the customer's *other* cases, taken
+/// `now` is the moment the event counts from (see [`event_time`]): clocks,
+/// timers and decisions take their time from it. `others` are the statistics of the customer's *other* cases, taken
 /// before this event; they are an input like the event itself, stored with
 /// it, so that a replay sees what the original run saw.
 pub fn step(
@@ -82,7 +83,6 @@ pub fn step(
 ) -> Result<Step, EventError> {
     let payload = event.payload()?;
     let opened = case.is_none();
-    let now = event_time(event.at, now, case.as_ref().map(|c| c.updated_at));
     let case = case.unwrap_or_else(|| Case::open(id.clone(), now, pack.workflow.initial().clone()));
     let marks = case.marks();
     let mut s = Stepper {
