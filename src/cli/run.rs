@@ -294,11 +294,11 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
             )?;
         }
         for outcome in engine.tick(clock.now()).map_err(|e| e.to_string())? {
-            tally.timers += 1;
             if let Outcome::Handled { case, .. } = outcome {
                 tally.cases.insert(case);
             }
         }
+        tally.timers = engine.timers_fired();
         let pass = runner.run_once(&mut engine).map_err(|e| e.to_string())?;
         let busy = pass.attempts > 0;
         for f in &pass.failures {

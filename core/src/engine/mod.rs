@@ -31,6 +31,7 @@ use crate::plugin::ActionParams;
 use crate::rules::{CustomerStats, RuleSet, Rules};
 use crate::store::{
     Accepted, Batch, CaseSummary, Commit, Link, MemoryStore, Rejected, Store, StoreError, Timer,
+    TimerQueue,
 };
 use crate::workflow::{Transition, Workflow};
 
@@ -359,6 +360,7 @@ impl EngineBuilder {
             loader: self.loader,
             kept: HashSet::new(),
             versions: Mutex::new(HashMap::new()),
+            timers_fired: 0,
         };
         if engine.store.timers_stale()? {
             engine.rebuild_timers()?;
@@ -432,6 +434,8 @@ pub struct Engine {
     kept: HashSet<String>,
     /// Older (pack, rule set) versions compiled again for replay.
     versions: Mutex<HashMap<(String, String), Version>>,
+    /// Timer events handled since the engine was built.
+    timers_fired: usize,
 }
 
 /// A pack and a rule set that decided together.
@@ -504,6 +508,7 @@ impl Engine {
     /// Handle one event at `now` (the clock's time, or a timer's due time).
     pub fn handle_at(&mut self, event: Event, now: Timestamp) -> Result<Outcome, EngineError> {
         let mut pending = Pending::default();
+        self.fire_due(&mut pending, event.at.min(now), TICK_ROUND, &mut Vec::new())?;
         let result = self.step_into(&mut pending, event, now)?;
         self.finish(pending)?;
         result.map_err(EngineError::Rejected)
@@ -511,7 +516,9 @@ impl Engine {
 
     /// Handle events that arrived together, in order, at the clock's time,
     /// and commit all their results in ONE store transaction (group
-    /// commit: one disk sync for the lot).
+    /// commit: one disk sync for the lot). Timers due before an event
+    /// happened fire before it, in the same transaction: a catch-up after
+    /// an outage sees its timers and events in the order they happened.
     ///
     /// Each event sees the cases as the events before it in the batch left
     /// them. The outer error is a store failure: then nothing of the batch
@@ -525,7 +532,9 @@ impl Engine {
         let now = self.clock.now();
         let mut pending = Pending::default();
         let mut results = Vec::with_capacity(events.len());
+        let mut fired = Vec::new();
         for e in events {
+            self.fire_due(&mut pending, e.at.min(now), TICK_ROUND, &mut fired)?;
             results.push(self.step_into(&mut pending, e, now)?);
         }
         self.finish(pending)?;
@@ -679,6 +688,7 @@ impl Engine {
         }));
         let open = !self.pack.workflow.is_terminal(case.state.as_str());
         let timers = self.timers_of(&case, case.updated_at);
+        pending.timers.set(&id, &timers);
         for k in &links {
             pending.links.insert(k.clone(), id.clone());
         }
@@ -713,47 +723,78 @@ impl Engine {
     }
 
     /// Fire everything due at or before `now`, in time order, each at its
-    /// own due time. Due timers are taken from the store a round at a
-    /// time (one timer per case a round, since firing one moves a case's
-    /// others), each round committed in one transaction. Returns the
-    /// outcomes of the timer events.
+    /// own due time, committing a round of at most `TICK_ROUND` timers at
+    /// a time. Returns the outcomes of the timer events.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Outcome>, EngineError> {
         let mut out = Vec::new();
         loop {
-            let due = self.store.due_timers(now, TICK_ROUND)?;
-            if due.is_empty() {
+            let mut pending = Pending::default();
+            let more = self.fire_due(&mut pending, now, TICK_ROUND, &mut out)?;
+            self.finish(pending)?;
+            if !more {
                 return Ok(out);
             }
-            let mut pending = Pending::default();
-            let mut stepped = HashSet::new();
-            for timer in due {
-                if !stepped.insert(timer.case.clone()) {
-                    continue;
-                }
-                let event = Event::new(
-                    format!(
-                        "timer:{}:{}:{}",
-                        timer.case,
-                        timer.name,
-                        timer.due.timestamp()
-                    ),
-                    timer.due,
-                    "timer.fired",
-                    Some(timer.case.clone()),
-                )
-                .with("timer", &timer.name);
-                let due_at = timer.due;
-                // A timer whose event is a duplicate or refused leaves
-                // with this round; one that stepped is replaced with its
-                // case's new timers.
-                pending.batch.fired.push(timer);
-                match self.step_into(&mut pending, event, due_at)? {
-                    Ok(o) => out.push(o),
-                    Err(e) => tracing::warn!("timer rejected: {e}"),
-                }
-            }
-            self.finish(pending)?;
         }
+    }
+
+    /// Fire, into `pending`, the timers due at or before `until`, earliest
+    /// first, each at its own due time: the store's, except those of cases
+    /// this batch already changed, whose timers are the batch's. At most
+    /// `limit`; true when more may be due.
+    fn fire_due(
+        &mut self,
+        pending: &mut Pending,
+        until: Timestamp,
+        limit: usize,
+        out: &mut Vec<Outcome>,
+    ) -> Result<bool, EngineError> {
+        let stored = self.store.due_timers(until, limit)?;
+        let maybe_more = stored.len() == limit;
+        let mut stored = stored.into_iter().peekable();
+        for _ in 0..limit {
+            while stored.peek().is_some_and(|t| {
+                pending.timers.has_case(&t.case) || pending.fired.contains(t)
+            }) {
+                stored.next();
+            }
+            let from_batch = pending
+                .timers
+                .due(until, pending.fired.len() + 1)
+                .into_iter()
+                .find(|t| !pending.fired.contains(t));
+            let timer = match (stored.peek(), from_batch) {
+                (Some(s), Some(b)) if b < *s => b,
+                (Some(_), _) => stored.next().expect("peeked"),
+                (None, Some(b)) => b,
+                (None, None) => return Ok(maybe_more),
+            };
+            let event = Event::new(
+                format!("timer:{}:{}:{}", timer.case, timer.name, timer.due.timestamp()),
+                timer.due,
+                "timer.fired",
+                Some(timer.case.clone()),
+            )
+            .with("timer", &timer.name);
+            let due = timer.due;
+            // A fired timer leaves the store with the batch; a case that
+            // stepped stores its new timers with its commit.
+            pending.fired.insert(timer.clone());
+            pending.batch.fired.push(timer);
+            match self.step_into(pending, event, due)? {
+                Ok(o) => {
+                    self.timers_fired += 1;
+                    out.push(o);
+                }
+                Err(e) => tracing::warn!("timer rejected: {e}"),
+            }
+        }
+        Ok(true)
+    }
+
+    /// How many timer events this engine has handled (by `tick`, and
+    /// before the events of a batch that came after them).
+    pub fn timers_fired(&self) -> usize {
+        self.timers_fired
     }
 
     /// The next moment a timer is due, if any.
@@ -957,6 +998,10 @@ struct Pending {
     links: HashMap<String, CaseId>,
     summaries: HashMap<CaseId, (Option<String>, CaseSummary)>,
     seen: HashSet<EventId>,
+    /// The timers of the cases this batch changed (they replace the
+    /// store's), and the timers it fired.
+    timers: TimerQueue,
+    fired: HashSet<Timer>,
 }
 
 fn event_customer_key(event: &Event) -> Option<String> {

@@ -36,9 +36,6 @@ impl TimerQueue {
                 self.queue.remove(&(t, case.clone(), name));
             }
         }
-        if timers.is_empty() {
-            return;
-        }
         let items: Vec<_> = timers.iter().map(|t| (t.due, t.name.clone())).collect();
         for (t, name) in &items {
             self.queue.insert((*t, case.clone(), name.clone()));
@@ -85,6 +82,11 @@ impl TimerQueue {
             .collect();
         out.sort();
         out
+    }
+
+    /// Whether the case has an entry here (even an empty set of timers).
+    pub fn has_case(&self, case: &CaseId) -> bool {
+        self.by_case.contains_key(case)
     }
 
     /// When the earliest timer is due.
