@@ -27,7 +27,9 @@
 //! assert_eq!(case.assignment.team.as_deref(), Some("billing"));
 //! assert!(case.urgency.level >= UrgencyLevel::High);
 //! // Every decision names the rule that made it: file, line, content hash.
-//! assert!(case.history.iter().any(|d| d.rule.is_some()));
+//! // The case row holds the present; its story adds the past and decisions.
+//! let story = engine.story(&case.id)?;
+//! assert!(story.history.iter().any(|d| d.rule.is_some()));
 //! // Replaying the stored events reproduces the case exactly.
 //! assert_eq!(engine.replay(&case.id)?, case);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
