@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 use casework::Timestamp;
 use casework::audit::DecisionKind;
-use casework::calendar::BusinessCalendar;
+use casework::calendar::{BusinessCalendar, HORIZON_DAYS};
 use casework::case::{CaseId, CaseStory, SlaStatus};
 use casework::clock::ManualClock;
 use casework::config::{self, CheckReport, SourceReader};
@@ -1049,12 +1049,22 @@ proptest! {
 
             prop_assert!(r1 >= t, "went back: {r1}; {}", ctx());
             prop_assert_eq!(r1.offset(), t.offset());
-            prop_assert_eq!(c.business_time_between(t, r1), d1, "{}", ctx());
-            // Inside working hours, or the very end of a range.
-            prop_assert!(
-                c.is_open(r1) || (r1 > t && c.is_open(r1 - Duration::seconds(1))),
-                "{r1} is outside working hours; {}", ctx()
-            );
+            // A sparse calendar (one quarter hour a week) needs more than
+            // the ten-year horizon for the longest durations drawn here;
+            // there the deadline saturates at the horizon, as documented,
+            // with less working time inside it than asked for.
+            let horizon = t + Duration::days(HORIZON_DAYS);
+            let measured = c.business_time_between(t, r1);
+            if r1 == horizon {
+                prop_assert!(measured <= d1, "saturated with {measured} > {d1}; {}", ctx());
+            } else {
+                prop_assert_eq!(measured, d1, "{}", ctx());
+                // Inside working hours, or the very end of a range.
+                prop_assert!(
+                    c.is_open(r1) || (r1 > t && c.is_open(r1 - Duration::seconds(1))),
+                    "{r1} is outside working hours; {}", ctx()
+                );
+            }
             // Monotonic in the duration and in the start.
             let r12 = c.add_business_time(t, d1 + d2);
             prop_assert!(r12 >= r1, "adding more ended earlier: {r12} < {r1}; {}", ctx());
@@ -1066,7 +1076,11 @@ proptest! {
             // Additive: `+d1` then `+d2` is `+(d1+d2)`, for `d2 > 0` (with
             // `d2 = 0` a deadline at a range's end moves to the next
             // opening instead, as documented).
-            if p.d2 > 0 {
+            // The horizon counts from each call's start, so once `+(d1+d2)`
+            // saturates, `+d2` from the later `r1` reaches at least as far.
+            if p.d2 > 0 && r12 == horizon {
+                prop_assert!(c.add_business_time(r1, d2) >= r12, "{}", ctx());
+            } else if p.d2 > 0 {
                 prop_assert_eq!(c.add_business_time(r1, d2), r12, "{}", ctx());
             } else {
                 prop_assert_eq!(c.add_business_time(r1, d2), c.next_open(r1), "{}", ctx());

@@ -1303,6 +1303,43 @@ hours: { sun: "00:00-03:00", mon: "08:30-17:30", thu: "01:00-24:00" }
         assert_eq!(c.business_days_between(date("2026-01-01"), far), 1_000_000);
     }
 
+    /// One quarter hour a week is 15 minutes of working time per 7 days,
+    /// so 7816 minutes need 522 windows: the 522nd (Wednesday 2036-01-02
+    /// 14:15 JST) opens 5h15m after the ten-year horizon counted from
+    /// `t` (09:00 JST that day). The deadline saturates there, and measuring
+    /// back finds the 521 windows inside it, 60 s short: what the bounds in
+    /// the module docs promise, not a miscount at a window edge. A
+    /// duration the horizon can hold round-trips exactly, and the horizon
+    /// counts from each call's own start.
+    #[test]
+    fn deadlines_past_the_horizon_saturate() {
+        let c = cal(
+            "cal0",
+            r#"{timezone: Asia/Tokyo, hours: {wed: "14:15-14:30"}}"#,
+        );
+        let t = ts("2026-01-01T09:00:00+09:00");
+        let d1 = Duration::seconds(468_960);
+        let horizon = t + Duration::days(HORIZON_DAYS);
+        assert_eq!(horizon, ts("2036-01-02T09:00:00+09:00"));
+        let r1 = c.add_business_time(t, d1);
+        assert_eq!(r1, horizon);
+        assert!(!c.is_open(r1));
+        assert_eq!(c.business_time_between(t, r1), Duration::minutes(521 * 15));
+
+        // 521 windows end inside the horizon: exact both ways.
+        let whole = Duration::minutes(521 * 15);
+        let r = c.add_business_time(t, whole);
+        assert_eq!(r, ts("2035-12-26T14:30:00+09:00"));
+        assert_eq!(c.business_time_between(t, r), whole);
+
+        // From the first opening, the 522nd window is inside the horizon.
+        let open = c.next_open(t);
+        assert_eq!(open, ts("2026-01-07T14:15:00+09:00"));
+        let r = c.add_business_time(open, d1);
+        assert_eq!(r, ts("2036-01-02T14:16:00+09:00"));
+        assert_eq!(c.business_time_between(open, r), d1);
+    }
+
     #[test]
     fn extreme_instants_do_not_panic() {
         let c = ny();
