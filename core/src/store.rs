@@ -23,7 +23,7 @@
 
 pub mod sqlite;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -333,6 +333,52 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError>;
+
+    // Narrow reads for the console (`casework serve`): each answers one
+    // page's question from an index, so a page costs what it shows, not
+    // what the store holds. The defaults go through the dumps above, for
+    // stores that have no index for them yet.
+
+    /// Up to `limit` cases whose state is one of `states` (the queue asks
+    /// for the open states), most recently updated first.
+    fn cases_in_states(&self, states: &[&str], limit: usize) -> Result<Vec<Case>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.case_ids()? {
+            if let Some(case) = self.load(&id)?
+                && states.contains(&case.state.as_str())
+            {
+                out.push(case);
+            }
+        }
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// How many cases are in each state (states with none are left out).
+    fn state_counts(&self) -> Result<BTreeMap<String, usize>, StoreError> {
+        let mut counts = BTreeMap::new();
+        for id in self.case_ids()? {
+            if let Some(case) = self.load(&id)? {
+                *counts.entry(case.state.0).or_default() += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The outbox entries of one case, in the order they were requested.
+    fn actions_for_case(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, StoreError> {
+        Ok(self
+            .outbox()?
+            .into_iter()
+            .filter(|e| &e.action.case == case)
+            .collect())
+    }
+
+    /// The pending action requested longest ago (for the backlog's age).
+    fn oldest_pending_action(&self) -> Result<Option<Action>, StoreError> {
+        Ok(self.pending_actions()?.into_iter().next())
+    }
 }
 
 /// A store in memory: tests, simulations, benchmarks.
@@ -496,6 +542,26 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    fn cases_in_states(&self, states: &[&str], limit: usize) -> Result<Vec<Case>, StoreError> {
+        let mut out: Vec<Case> = self
+            .cases
+            .values()
+            .filter(|c| states.contains(&c.state.as_str()))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn state_counts(&self) -> Result<BTreeMap<String, usize>, StoreError> {
+        let mut counts = BTreeMap::new();
+        for case in self.cases.values() {
+            *counts.entry(case.state.0.clone()).or_default() += 1;
+        }
+        Ok(counts)
     }
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError> {
@@ -709,6 +775,52 @@ pub(crate) mod contract {
             .map(|e| e.action.id)
             .collect();
         assert_eq!(ids, ["e1/0", "e1/1", "e2/0"]);
+
+        // The console's narrow reads.
+        let c1 = CaseId("C-1".into());
+        let ids: Vec<_> = store
+            .actions_for_case(&c1)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.action.id, e.status))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("e1/0".to_owned(), ActionStatus::Done),
+                ("e1/1".to_owned(), ActionStatus::Pending)
+            ]
+        );
+        assert!(
+            store
+                .actions_for_case(&CaseId("C-9".into()))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.oldest_pending_action().unwrap().map(|a| a.id),
+            Some("e1/1".to_owned())
+        );
+        let mut later = commit("e4", "C-4", &[]);
+        later.case.state = crate::case::StateId("triage".into());
+        later.case.updated_at = now + Duration::minutes(1);
+        store.commit(later).unwrap();
+        let open: Vec<_> = store
+            .cases_in_states(&["new", "triage"], 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id.0)
+            .collect();
+        assert_eq!(open, ["C-4", "C-1", "C-2"], "most recently updated first");
+        let open = store.cases_in_states(&["triage"], 10).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(store.cases_in_states(&["new"], 1).unwrap().len(), 1);
+        assert!(store.cases_in_states(&[], 10).unwrap().is_empty());
+        let counts = store.state_counts().unwrap();
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [("new".to_owned(), 2), ("triage".to_owned(), 1)]
+        );
 
         // Refusals are kept.
         let ev = Event::new("bad", now, "nope.kind", None);

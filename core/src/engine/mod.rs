@@ -637,23 +637,14 @@ impl Engine {
         Ok(())
     }
 
-    fn try_handle(
-        &mut self,
-        pending: &mut Pending,
+    /// The case an event is about (refused when there is none and the
+    /// kind opens none), as the batch so far left it, and the customer's
+    /// other cases as the rules see them.
+    fn subject(
+        &self,
+        cases: &HashMap<CaseId, Case>,
         event: &Event,
-        now: Timestamp,
-    ) -> Result<Outcome, EngineError> {
-        if event.id.is_unset() {
-            return Err(EventError::Malformed {
-                event: event.id.clone(),
-                kind: event.kind.0.clone(),
-                message: "the event has no `id`; every event needs a unique id".into(),
-            }
-            .into());
-        }
-        if pending.seen.contains(&event.id) || self.store.has_event(&event.id)? {
-            return Ok(Outcome::Duplicate);
-        }
+    ) -> Result<(CaseId, Option<Case>, CustomerStats), EngineError> {
         if !self.pack.workflow.known_kind(event.kind.as_str()) {
             return Err(EventError::UnknownKind {
                 event: event.id.clone(),
@@ -688,7 +679,7 @@ impl Engine {
                 .into());
             }
         };
-        let case = match pending.cases.get(&id) {
+        let case = match cases.get(&id) {
             Some(c) => Some(c.clone()),
             None => self.store.load(&id)?,
         };
@@ -697,6 +688,27 @@ impl Engine {
             .and_then(|c| c.customer.key())
             .or_else(|| event_customer_key(event));
         let others = self.index.others(&id, key.as_deref());
+        Ok((id, case, others))
+    }
+
+    fn try_handle(
+        &mut self,
+        pending: &mut Pending,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<Outcome, EngineError> {
+        if event.id.is_unset() {
+            return Err(EventError::Malformed {
+                event: event.id.clone(),
+                kind: event.kind.0.clone(),
+                message: "the event has no `id`; every event needs a unique id".into(),
+            }
+            .into());
+        }
+        if pending.seen.contains(&event.id) || self.store.has_event(&event.id)? {
+            return Ok(Outcome::Duplicate);
+        }
+        let (id, case, others) = self.subject(&pending.cases, event)?;
         let rules = self.rules.current();
         self.keep_version(pending, &rules)?;
         let Step {
@@ -760,6 +772,38 @@ impl Engine {
     /// How many timers are waiting.
     pub fn pending_timers(&self) -> usize {
         self.due.len()
+    }
+
+    /// What handling `event` now would decide, and keep nothing: the same
+    /// resolution of its case and the same [`step`] as [`handle`](Engine::handle),
+    /// with the rules in force, but no commit and no index moves. The
+    /// console's "try a message" is this; an unknown kind or an event that
+    /// names no case it can find is refused as `handle` would refuse it.
+    pub fn dry_run(&self, event: &Event) -> Result<Step, EngineError> {
+        let (id, case, others) = self.subject(&HashMap::new(), event)?;
+        let rules = self.rules.current();
+        Ok(step(
+            &self.pack,
+            &rules,
+            case,
+            &id,
+            event,
+            self.clock.now(),
+            &others,
+        )?)
+    }
+
+    /// The other cases of the customer of case `id` (by the customer's key:
+    /// id, e-mail or phone), from the engine's index.
+    pub fn customer_cases(&self, id: &CaseId, customer: &crate::case::Customer) -> Vec<CaseId> {
+        let Some(key) = customer.key() else {
+            return Vec::new();
+        };
+        self.index
+            .customers
+            .get(&key)
+            .map(|cases| cases.iter().filter(|c| *c != id).cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn case(&self, id: &CaseId) -> Result<Option<Case>, EngineError> {

@@ -109,6 +109,12 @@ pub const MIGRATIONS: &[&str] = &[
         source TEXT NOT NULL     -- RuleSetSource as JSON: the rules section and files
     );
     "#,
+    // 3: indexes for the console's reads: the queue (open cases by state,
+    // most recently updated first) and one case's outbox.
+    r#"
+    CREATE INDEX cases_by_state ON cases (state, updated_at);
+    CREATE INDEX outbox_by_case ON outbox (case_id, seq);
+    "#,
 ];
 
 /// The schema version this casework writes.
@@ -634,6 +640,71 @@ impl Store for SqliteStore {
             }
         }
         Ok(counts)
+    }
+
+    fn cases_in_states(&self, states: &[&str], limit: usize) -> Result<Vec<Case>, StoreError> {
+        if states.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let shown = self.shown();
+        let marks = vec!["?"; states.len()].join(", ");
+        let sql = format!(
+            "SELECT body FROM cases WHERE state IN ({marks})
+             ORDER BY updated_at DESC, id LIMIT {limit}"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(states), |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(decode(&shown, "cases", &row.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+
+    fn state_counts(&self) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, COUNT(*) FROM cases GROUP BY state")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(|(s, n)| (s, n as usize)).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    fn actions_for_case(&self, case: &CaseId) -> Result<Vec<OutboxEntry>, StoreError> {
+        let shown = self.shown();
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox WHERE case_id = ?1 ORDER BY seq"
+            ))
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([&case.0], |r| self.entry_from_row(r))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.map_err(|e| self.err(e))?.decode(&shown)?);
+        }
+        Ok(out)
+    }
+
+    fn oldest_pending_action(&self) -> Result<Option<Action>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT action FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        text.map(|t| decode(&self.shown(), "outbox", &t))
+            .transpose()
     }
 
     fn claim_actions(&mut self, req: &ClaimRequest<'_>) -> Result<Vec<OutboxEntry>, StoreError> {
