@@ -96,6 +96,17 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn serve(args: &Args) -> Result<ExitCode, String> {
+    // Refuse an unguarded address before opening anything.
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&args.listen.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            format!(
+                "--listen {}: not an address to listen on; write HOST:PORT, e.g. 127.0.0.1:8080",
+                args.listen
+            )
+        })?;
+    let guard = guard(args, addr)?;
     let Opened {
         engine,
         plugins,
@@ -112,16 +123,6 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
             u.kind, u.reason
         );
     }
-    let addr = std::net::ToSocketAddrs::to_socket_addrs(&args.listen.as_str())
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| {
-            format!(
-                "--listen {}: not an address to listen on; write HOST:PORT, e.g. 127.0.0.1:8080",
-                args.listen
-            )
-        })?;
-    let guard = guard(args, addr)?;
     let runner = args.outbox.runner(plugins, clock, "serve");
     let app = Arc::new(
         App::new(engine, runner, db.display().to_string())
