@@ -244,6 +244,12 @@ impl Console {
                 }
             }
             (_, "/try") => return self.error(405, "use GET or POST"),
+            (_, "/live") => {
+                return self.error(
+                    400,
+                    "/live is a stream a running `casework serve` sends to the pages; open a page instead",
+                );
+            }
             _ => return self.error(405, "use GET"),
         };
         result.unwrap_or_else(|e| self.error(503, &e))

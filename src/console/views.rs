@@ -125,7 +125,7 @@ fn row(engine: &Engine, case: &Case, now: Timestamp) -> Row {
         .sla
         .iter()
         .filter(|c| !matches!(c.status, SlaStatus::Met))
-        .filter_map(|c| {
+        .map(|c| {
             let left = match (c.status, c.due_at) {
                 (SlaStatus::Breached, Some(due)) => {
                     -calendar.business_time_between(due, now).num_seconds()
@@ -134,7 +134,7 @@ fn row(engine: &Engine, case: &Case, now: Timestamp) -> Row {
                 (_, Some(due)) => calendar.business_time_between(now, due).num_seconds(),
                 (_, None) => c.target_secs - c.used_secs,
             };
-            Some((c, left))
+            (c, left)
         })
         .min_by_key(|(c, left)| (u8::from(c.status != SlaStatus::Breached), *left));
     let sla_rank = match sla.map(|(c, _)| c.status) {

@@ -859,7 +859,11 @@ mod tests {
         drop(store);
         // Everything is still there after reopening.
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.event_count().unwrap(), 2);
+        assert_eq!(
+            store.event_count().unwrap(),
+            3,
+            "the contract commits three events"
+        );
         assert_eq!(store.version().unwrap(), schema_version());
         assert_eq!(store.outbox().unwrap().len(), 3);
     }
