@@ -71,6 +71,10 @@ fn metrics_parse_as_prometheus_text_and_counters_move_as_events_arrive() {
         "no event yet"
     );
     assert_eq!(value(&before, "casework_outbox_pending", &[]), Some(0.0));
+    assert_eq!(
+        value(&before, "casework_open_promises", &[("status", "at_risk")]),
+        Some(0.0)
+    );
 
     assert_eq!(
         app.handle(
@@ -148,6 +152,34 @@ fn metrics_parse_as_prometheus_text_and_counters_move_as_events_arrive() {
     assert_eq!(
         value(&two, "casework_cases", &[("state", "triage")]),
         Some(2.0)
+    );
+    // A promise, then news that puts it at risk: the gauge follows.
+    let promise = br#"{"id":"p1","at":"2026-11-25T10:00:00+09:00","kind":"agent.promise","case":"C-1","agent":"emi",
+        "promise":{"id":"P-1","kind":"deliver_on","date":"2030-01-06","order":"O-1"}}"#;
+    assert_eq!(app.handle("POST", "/events", promise).status, 202);
+    let pending = scrape(&app);
+    assert_eq!(
+        value(&pending, "casework_open_promises", &[("status", "pending")]),
+        Some(1.0)
+    );
+    let planned = br#"{"id":"w1","at":"2026-11-25T10:00:00+09:00","kind":"warehouse.planned","order":"O-1","ship_date":"2026-11-26"}"#;
+    assert_eq!(app.handle("POST", "/events", planned).status, 202);
+    let risky = scrape(&app);
+    assert_eq!(
+        value(&risky, "casework_open_promises", &[("status", "at_risk")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&risky, "casework_open_promises", &[("status", "pending")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &risky,
+            "casework_promise_changes_total",
+            &[("status", "at_risk")]
+        ),
+        Some(1.0)
     );
     // The default pack asks plugins for work: the backlog is counted, and
     // its age read from the oldest pending action.

@@ -43,6 +43,7 @@ pub struct Metrics {
     outbox_oldest: Gauge<f64, AtomicU64>,
     timers_waiting: Gauge,
     cases: Family<Labels, Gauge>,
+    open_promises: Family<Labels, Gauge>,
     live_clients: Gauge,
 }
 
@@ -55,6 +56,8 @@ pub struct Snapshot {
     pub timers_waiting: usize,
     /// Cases by workflow state.
     pub cases_by_state: Vec<(String, usize)>,
+    /// Open promises of open cases by status (pending, at_risk).
+    pub open_promises: Vec<(String, usize)>,
     pub live_clients: usize,
 }
 
@@ -83,6 +86,7 @@ impl Metrics {
             outbox_oldest: Gauge::default(),
             timers_waiting: Gauge::default(),
             cases: Family::default(),
+            open_promises: Family::default(),
             live_clients: Gauge::default(),
             registry: Registry::default(),
         };
@@ -144,6 +148,11 @@ impl Metrics {
             m.timers_waiting.clone(),
         );
         registry.register("cases", "Cases by workflow state", m.cases.clone());
+        registry.register(
+            "open_promises",
+            "Open promises of open cases, by status (pending, at_risk)",
+            m.open_promises.clone(),
+        );
         registry.register(
             "console_live_clients",
             "Browsers following live updates",
@@ -218,6 +227,17 @@ impl Metrics {
             self.cases
                 .get_or_create(&labels(&[("state", state)]))
                 .set(*n as i64);
+        }
+        self.open_promises.clear();
+        for status in ["pending", "at_risk"] {
+            let n = snapshot
+                .open_promises
+                .iter()
+                .find(|(s, _)| s == status)
+                .map_or(0, |(_, n)| *n);
+            self.open_promises
+                .get_or_create(&labels(&[("status", status)]))
+                .set(n as i64);
         }
         let mut out = String::new();
         if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {

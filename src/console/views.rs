@@ -727,7 +727,17 @@ pub fn snapshot(engine: &Engine, live_clients: usize) -> Snapshot {
         .ok()
         .flatten()
         .map(|a| (now - a.requested_at).to_std().unwrap_or(Duration::ZERO));
+    // The case row holds the open promises; settled ones left it.
+    let mut open_promises: BTreeMap<String, usize> = BTreeMap::new();
+    for case in open_cases(engine).unwrap_or_default() {
+        for p in case.promises.iter().filter(|p| p.status.is_open()) {
+            *open_promises
+                .entry(p.status.as_str().to_owned())
+                .or_default() += 1;
+        }
+    }
     Snapshot {
+        open_promises: open_promises.into_iter().collect(),
         outbox_pending,
         oldest_pending,
         timers_waiting: engine.pending_timers(),
