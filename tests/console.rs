@@ -284,6 +284,38 @@ fn hostile_customer_text_is_escaped_on_every_page() {
 }
 
 #[test]
+fn the_console_speaks_japanese_to_a_browser_that_prefers_it() {
+    let app = app_with(Guard::open());
+    assert_eq!(
+        app.handle("POST", "/events", &message("m1", "C-1", "hello"))
+            .status,
+        202
+    );
+    let ja = [(
+        "Accept-Language".to_owned(),
+        "ja-JP,ja;q=0.9,en;q=0.8".to_owned(),
+    )];
+    for (url, word) in [
+        ("/", "キュー"),
+        ("/case/C-1", "引き継ぎ記録"),
+        ("/try", "メッセージを試す"),
+        ("/workflow", "件"),
+    ] {
+        let page = app.page("GET", url, &ja, b"");
+        assert_eq!(page.status, 200, "{url}");
+        assert!(page.body.contains("<html lang=\"ja\">"), "{url}");
+        assert!(page.body.contains(word), "{url} lacks {word}");
+    }
+    let en = get(&app, "/case/C-1");
+    assert!(en.body.contains("Handoff record") && en.body.contains("<html lang=\"en\">"));
+    assert!(
+        app.page("GET", "/?lang=en", &ja, b"")
+            .body
+            .contains(">Queue <")
+    );
+}
+
+#[test]
 fn try_a_message_answers_from_the_rules_in_force_and_stores_nothing() {
     let app = app_with(Guard::open());
     assert_eq!(get(&app, "/try").status, 200);

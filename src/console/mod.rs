@@ -31,6 +31,7 @@
 
 pub mod auth;
 pub mod graph;
+pub mod i18n;
 pub mod live;
 pub mod metrics;
 pub mod views;
@@ -101,6 +102,10 @@ pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.add_filter("visible", visible);
+    // `{{ "Queue"|t(lang) }}`: the console's own words in the page's language.
+    env.add_filter("t", |text: String, lang: Option<String>| {
+        i18n::translate(&text, lang.as_deref().unwrap_or("en"))
+    });
     for (name, source) in TEMPLATES {
         if let Err(e) = env.add_template(name, source) {
             // The templates are compiled into the binary and parsed by the
@@ -176,6 +181,7 @@ impl Console {
     ) -> Page {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let query = parse_form(query);
+        let lang = i18n::Lang::choose(&query, headers).code();
         if let Some(name) = path.strip_prefix("/assets/") {
             return match ASSETS.iter().find(|(n, _, _)| *n == name) {
                 Some((_, content_type, text)) => Page {
@@ -188,7 +194,7 @@ impl Console {
             };
         }
         if path == "/login" {
-            return self.login(method, headers, body);
+            return self.login(method, headers, body, lang);
         }
         if !self.guard.allows(headers) {
             if path == "/metrics" {
@@ -207,10 +213,10 @@ impl Console {
             };
         }
         let result = match (method, path) {
-            ("GET", "/") => self.render("queue.html", views::queue(engine, &query)),
-            ("GET", "/promises") => self.render("promises.html", views::promises(engine)),
-            ("GET", "/workflow") => self.render("workflow.html", views::workflow(engine)),
-            ("GET", "/try") => self.render("try.html", views::try_form(engine, None)),
+            ("GET", "/") => self.render(lang, "queue.html", views::queue(engine, &query)),
+            ("GET", "/promises") => self.render(lang, "promises.html", views::promises(engine)),
+            ("GET", "/workflow") => self.render(lang, "workflow.html", views::workflow(engine)),
+            ("GET", "/try") => self.render(lang, "try.html", views::try_form(engine, None)),
             ("POST", "/try") => {
                 let form = parse_form(&String::from_utf8_lossy(body));
                 let csrf = form
@@ -223,7 +229,7 @@ impl Console {
                         "this form is stale or came from another site (its CSRF token does not match); reload the page and send it again",
                     );
                 }
-                self.render("try.html", views::try_form(engine, Some(&form)))
+                self.render(lang, "try.html", views::try_form(engine, Some(&form)))
             }
             ("GET", "/metrics") => {
                 return Page {
@@ -238,7 +244,7 @@ impl Console {
             ("GET", p) if p.starts_with("/case/") => {
                 let id = crate::serve::percent_decode(&p["/case/".len()..]);
                 match views::case(engine, &id) {
-                    Ok(Some(view)) => self.render("case.html", Ok(view)),
+                    Ok(Some(view)) => self.render(lang, "case.html", Ok(view)),
                     Ok(None) => return self.error(404, &format!("no case {id} in the store")),
                     Err(e) => Err(e),
                 }
@@ -257,6 +263,7 @@ impl Console {
 
     fn render<T: serde::Serialize>(
         &self,
+        lang: &str,
         name: &str,
         view: Result<T, String>,
     ) -> Result<Page, String> {
@@ -265,7 +272,7 @@ impl Console {
             .env
             .get_template(name)
             .and_then(|t| {
-                t.render(context! { v => Serde(&view), csrf => self.guard.csrf(), login => self.guard.requires_token() })
+                t.render(context! { v => Serde(&view), csrf => self.guard.csrf(), login => self.guard.requires_token(), lang => lang })
             })
             .map_err(|e| format!("the console cannot draw {name}: {e}"))?;
         Ok(Page {
@@ -293,14 +300,14 @@ impl Console {
 
     /// The sign-in form (only needed off loopback): POST the token, get
     /// it back as an HttpOnly, SameSite=Strict cookie.
-    fn login(&self, method: &str, headers: &[(String, String)], body: &[u8]) -> Page {
+    fn login(&self, method: &str, headers: &[(String, String)], body: &[u8], lang: &str) -> Page {
         let form = |message: &str, status: u16| {
             let body = self
                 .env
                 .get_template("login.html")
                 .and_then(|t| {
                     t.render(
-                        context! { message => message, csrf => self.guard.csrf(), login => true },
+                        context! { message => message, csrf => self.guard.csrf(), login => true, lang => lang },
                     )
                 })
                 .unwrap_or_default();

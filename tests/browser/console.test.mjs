@@ -127,3 +127,17 @@ test("a form posted without the CSRF token is refused", async () => {
   });
   assert.equal(r.status, 403);
 });
+
+test("a browser that prefers Japanese gets the console in Japanese", async () => {
+  // The persistent context (a fresh profile) keeps one locale, so this tab
+  // says what a Japanese browser says.
+  const tab = await chrome.context.newPage();
+  await tab.setExtraHTTPHeaders({ "Accept-Language": "ja-JP,ja;q=0.9,en;q=0.5" });
+  await tab.goto(`${server.base}/`);
+  assert.equal(await tab.locator("html").getAttribute("lang"), "ja");
+  assert.match(await tab.locator("h1").textContent(), /キュー/);
+  assert.match(await tab.locator("#queue thead").textContent(), /顧客/);
+  await tab.goto(`${server.base}/case/C-100?lang=en`);
+  assert.match(await tab.locator("#record h2").textContent(), /Handoff record/);
+  await tab.close();
+});

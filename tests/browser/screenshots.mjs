@@ -24,6 +24,7 @@ try {
       await page.waitForSelector("#result");
     }],
     ["workflow.png", "/workflow", null],
+    ["queue-ja.png", "/?lang=ja", null],
   ];
   for (const [file, path, act] of shots) {
     await page.goto(`${server.base}${path}`);
