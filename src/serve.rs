@@ -25,6 +25,11 @@
 //! - `GET /health`: store path, events stored, outbox counts, timers
 //!   waiting, the rule-set hash.
 //! - `GET /cases/{id}`: the case's explanation (404 if unknown).
+//! - The ops console's pages and `/metrics` ([`crate::console`]).
+//!
+//! Off loopback every route asks for the token ([`Guard`]) except a
+//! webhook whose plugin checks its own signature (a carrier cannot send
+//! our token); 401 without it.
 //!
 //! What is stored as rejected: events the engine refuses (unknown kind,
 //! unknown case, missing fields), as `casework run` does. A body that is
@@ -55,6 +60,7 @@ use casework_core::event::{Event, EventError};
 use casework_core::store::StoreError;
 use serde_json::{Value, json};
 
+use crate::console::{Console, Guard, Page};
 use crate::outbox::{OutboxRunner, RunnerReport};
 
 /// The default limit on a request body: 1 MiB, a few thousand events.
@@ -84,6 +90,7 @@ pub struct App {
     runner: OutboxRunner,
     store_path: String,
     max_body: usize,
+    console: Console,
 }
 
 /// What one background pass did.
@@ -108,6 +115,29 @@ impl App {
             runner,
             store_path: store_path.into(),
             max_body: MAX_BODY,
+            console: Console::new(Guard::open()),
+        }
+    }
+
+    /// Who may call: [`Guard::token`] off loopback. Loopback needs none.
+    pub fn guard(mut self, guard: Guard) -> App {
+        self.console.guard = guard;
+        self
+    }
+
+    /// The console (its metrics and live-update hub).
+    pub fn console(&self) -> &Console {
+        &self.console
+    }
+
+    /// Answer a console request (a page, an asset, `/metrics`) with the
+    /// engine locked while its data is gathered.
+    pub fn page(&self, method: &str, url: &str, headers: &[(String, String)], body: &[u8]) -> Page {
+        match self.lock() {
+            Ok(engine) => self.console.handle(&engine, method, url, headers, body),
+            Err(reply) => self
+                .console
+                .error(reply.status, reply.body["error"].as_str().unwrap_or("")),
         }
     }
 
@@ -151,6 +181,12 @@ impl App {
         }
         let path = path.split('?').next().unwrap_or(path);
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if !self.console.guard.allows(headers) && !self.signed_webhook(method, &segments) {
+            return Reply::error(
+                401,
+                "this server asks for its token: send `Authorization: Bearer TOKEN` (the value of the variable named by `serve --token-env`)",
+            );
+        }
         let result = match (method, segments.as_slice()) {
             ("POST", ["events"]) => self.post_events(body),
             ("POST", ["webhooks", name]) => self.webhook(&percent_decode(name), headers, body),
@@ -166,6 +202,19 @@ impl App {
             )),
         };
         result.unwrap_or_else(|r| r)
+    }
+
+    /// A webhook whose plugin verifies its own signature: it needs no
+    /// token (the sender could not know it).
+    fn signed_webhook(&self, method: &str, segments: &[&str]) -> bool {
+        match (method, segments) {
+            ("POST", ["webhooks", name]) => self
+                .runner
+                .plugins()
+                .webhook_verifier(&percent_decode(name))
+                .is_some(),
+            _ => false,
+        }
     }
 
     fn post_events(&self, body: &[u8]) -> Result<Reply, Reply> {
@@ -243,18 +292,23 @@ impl App {
                 Item::Bad(..) => None,
             })
             .collect();
-        let mut results = if events.is_empty() {
+        let kinds: Vec<String> = events.iter().map(|e| e.kind.0.clone()).collect();
+        let results = if events.is_empty() {
             Vec::new()
         } else {
             let mut engine = self.lock()?;
-            engine.handle_batch(events).map_err(|e| {
+            let started = std::time::Instant::now();
+            let results = engine.handle_batch(events).map_err(|e| {
                 Reply::error(
                     503,
                     format!("{e}; none of these events were kept: send them again"),
                 )
-            })?
-        }
-        .into_iter();
+            })?;
+            self.console.metrics.handled_in(started.elapsed());
+            results
+        };
+        self.observe(&kinds, &results);
+        let mut results = results.into_iter();
         let mut list = Vec::with_capacity(items.len());
         let (mut rejected, mut duplicate) = (0, 0);
         for item in &items {
@@ -302,6 +356,27 @@ impl App {
             };
         }
         Ok(Reply::new(status, body))
+    }
+
+    /// Count what a batch did and tell the console's followers which
+    /// cases changed.
+    fn observe(&self, kinds: &[String], results: &[Result<Outcome, EventError>]) {
+        let metrics = &self.console.metrics;
+        let mut changed = Vec::new();
+        for (kind, result) in kinds.iter().zip(results) {
+            match result {
+                Ok(Outcome::Handled {
+                    case, decisions, ..
+                }) => {
+                    metrics.event(kind, "accepted");
+                    metrics.decisions(decisions);
+                    changed.push(case.0.clone());
+                }
+                Ok(Outcome::Duplicate) => metrics.event(kind, "duplicate"),
+                Err(_) => metrics.event(kind, "rejected"),
+            }
+        }
+        self.console.hub.changed(changed);
     }
 
     fn health(&self) -> Result<Reply, Reply> {
@@ -372,19 +447,49 @@ impl App {
     pub fn background_pass(&self) -> Result<Pass, String> {
         let lock = || self.lock().map_err(|r| r.body["error"].to_string());
         let mut pass = Pass::default();
+        let metrics = &self.console.metrics;
+        let mut changed = Vec::new();
         let claimed = {
             let mut engine = lock()?;
             let now = engine.now();
-            pass.timers = engine.tick(now).map_err(|e| e.to_string())?.len();
+            let fired = engine.tick(now).map_err(|e| e.to_string())?;
+            pass.timers = fired.len();
+            metrics.timers_fired(fired.len());
+            for outcome in &fired {
+                if let Outcome::Handled {
+                    case, decisions, ..
+                } = outcome
+                {
+                    metrics.decisions(decisions);
+                    changed.push(case.0.clone());
+                }
+            }
             self.runner.claim(&mut engine).map_err(|e| e.to_string())?
         };
         for entry in claimed {
             let result = self.runner.execute(&entry);
+            let (plugin, case) = (
+                entry.action.plugin().to_owned(),
+                entry.action.case.0.clone(),
+            );
+            let before = (pass.outbox.done, pass.outbox.retried, pass.outbox.gave_up);
             let mut engine = lock()?;
             self.runner
                 .record(&mut engine, entry, result, &mut pass.outbox)
                 .map_err(|e| e.to_string())?;
+            let outcome = if pass.outbox.done > before.0 {
+                "done"
+            } else if pass.outbox.retried > before.1 {
+                "retried"
+            } else if pass.outbox.gave_up > before.2 {
+                "gave_up"
+            } else {
+                "lease_lost"
+            };
+            metrics.action(&plugin, outcome);
+            changed.push(case);
         }
+        self.console.hub.changed(changed);
         Ok(pass)
     }
 
@@ -416,7 +521,7 @@ impl App {
                     let _done = done;
                     while !stop.load(Ordering::SeqCst) {
                         match server.recv_timeout(Duration::from_millis(100)) {
-                            Ok(Some(request)) => app.respond(request),
+                            Ok(Some(request)) => app.respond_until(request, stop.clone()),
                             Ok(None) => {}
                             Err(e) => {
                                 tracing::warn!("cannot take a request: {e}");
@@ -436,8 +541,62 @@ impl App {
         ))
     }
 
+    /// Follow live updates: the event stream of `/live`, on a thread of
+    /// its own (it stays open), at most [`crate::console::Hub::MAX_CLIENTS`].
+    fn follow(
+        self: &Arc<Self>,
+        request: tiny_http::Request,
+        headers: &[(String, String)],
+        stop: Arc<AtomicBool>,
+    ) {
+        let refuse = |request: tiny_http::Request, status: u16, text: &str| {
+            let response = tiny_http::Response::from_string(text).with_status_code(status);
+            if let Err(e) = request.respond(response) {
+                tracing::warn!("cannot send the answer: {e}");
+            }
+        };
+        if !self.console.guard.allows(headers) {
+            return refuse(request, 401, "sign in first\n");
+        }
+        let Some(follower) = self.console.hub.join() else {
+            return refuse(
+                request,
+                503,
+                "too many live pages open; the pages still work, reload them by hand\n",
+            );
+        };
+        let spawned = std::thread::Builder::new()
+            .name("live".into())
+            .spawn(move || {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n";
+                follower.stream(request.into_writer(), head, &stop);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a live-update thread: {e}");
+        }
+    }
+
     /// Read the body (within the limit), answer, and send the answer.
-    pub fn respond(&self, mut request: tiny_http::Request) {
+    pub fn respond(self: &Arc<Self>, request: tiny_http::Request) {
+        self.respond_until(request, Arc::new(AtomicBool::new(false)));
+    }
+
+    fn respond_until(self: &Arc<Self>, mut request: tiny_http::Request, stop: Arc<AtomicBool>) {
+        let url = request.url().to_owned();
+        if Console::owns(&url) {
+            let method = request.method().as_str().to_owned();
+            let headers = headers_of(&request);
+            if url.split('?').next() == Some("/live") {
+                return self.follow(request, &headers, stop);
+            }
+            let mut body = Vec::new();
+            let limit = self.max_body as u64;
+            if let Err(e) = request.as_reader().take(limit).read_to_end(&mut body) {
+                tracing::warn!("cannot read a console request: {e}");
+            }
+            let page = self.page(&method, &url, &headers, &body);
+            return send_page(request, page);
+        }
         let reply = if request.body_length().is_some_and(|n| n > self.max_body) {
             too_large(self.max_body)
         } else {
@@ -448,17 +607,7 @@ impl App {
                 Ok(_) if body.len() > self.max_body => too_large(self.max_body),
                 Ok(_) => {
                     let method = request.method().as_str().to_owned();
-                    let url = request.url().to_owned();
-                    let headers: Vec<(String, String)> = request
-                        .headers()
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.field.as_str().as_str().to_owned(),
-                                h.value.as_str().to_owned(),
-                            )
-                        })
-                        .collect();
+                    let headers = headers_of(&request);
                     self.handle_with_headers(&method, &url, &headers, &body)
                 }
             }
@@ -471,6 +620,44 @@ impl App {
         if let Err(e) = request.respond(response) {
             tracing::warn!("cannot send the answer: {e}");
         }
+    }
+}
+
+fn headers_of(request: &tiny_http::Request) -> Vec<(String, String)> {
+    request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_owned(),
+                h.value.as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Send a console page with the headers every page carries: the CSP, no
+/// sniffing, no referrer, no caching of customer data.
+fn send_page(request: tiny_http::Request, page: Page) {
+    let mut response = tiny_http::Response::from_string(page.body).with_status_code(page.status);
+    let mut headers: Vec<(String, String)> = vec![
+        ("Content-Type".into(), page.content_type.into()),
+        ("Content-Security-Policy".into(), crate::console::CSP.into()),
+        ("X-Content-Type-Options".into(), "nosniff".into()),
+        ("Referrer-Policy".into(), "no-referrer".into()),
+        ("X-Frame-Options".into(), "DENY".into()),
+    ];
+    if !page.headers.iter().any(|(h, _)| h == "Cache-Control") {
+        headers.push(("Cache-Control".into(), "no-store".into()));
+    }
+    headers.extend(page.headers);
+    for (name, value) in headers {
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response = response.with_header(h);
+        }
+    }
+    if let Err(e) = request.respond(response) {
+        tracing::warn!("cannot send the answer: {e}");
     }
 }
 
@@ -504,7 +691,7 @@ fn parse_item((n, value): (usize, Value)) -> Item {
 }
 
 /// Decode `%XX` escapes of a path segment (case ids may hold any text).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

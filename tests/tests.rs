@@ -2,6 +2,7 @@
 //! ripgrep. Shared helpers live in `util`.
 
 mod check;
+mod console;
 mod e2e;
 mod engine;
 // The fuzz targets' bodies, shared with fuzz/ (see fuzz/src/checks.rs).

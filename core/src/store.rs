@@ -466,6 +466,18 @@ pub trait Store: Send {
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError>;
     /// How many events were refused.
     fn rejected_count(&self) -> Result<usize, StoreError>;
+
+    // Reads for the console (`casework serve`): each answers one page's
+    // question from an index, so a page costs what it shows, not what
+    // the store holds.
+
+    /// Up to `limit` cases whose state is one of `states` (the queue asks
+    /// for the open states), most recently updated first.
+    fn cases_in_states(&self, states: &[&str], limit: usize) -> Result<Vec<Case>, StoreError>;
+    /// How many cases are in each state (states with none are left out).
+    fn state_counts(&self) -> Result<BTreeMap<String, usize>, StoreError>;
+    /// The pending action requested longest ago (for the backlog's age).
+    fn oldest_pending_action(&self) -> Result<Option<Action>, StoreError>;
 }
 
 /// A store in memory: tests, simulations, benchmarks.
@@ -797,6 +809,33 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn cases_in_states(&self, states: &[&str], limit: usize) -> Result<Vec<Case>, StoreError> {
+        let mut out: Vec<Case> = self
+            .cases
+            .values()
+            .filter(|c| states.contains(&c.state.as_str()))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    fn state_counts(&self) -> Result<BTreeMap<String, usize>, StoreError> {
+        let mut counts = BTreeMap::new();
+        for case in self.cases.values() {
+            *counts.entry(case.state.0.clone()).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
+    fn oldest_pending_action(&self) -> Result<Option<Action>, StoreError> {
+        Ok(self
+            .pending
+            .first()
+            .map(|&i| self.outbox[i].action.clone()))
+    }
+
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError> {
         Ok(self.rejected.clone())
     }
@@ -1019,6 +1058,52 @@ pub(crate) mod contract {
             .collect();
         assert_eq!(ids, ["e1/0", "e1/1", "e2/0"]);
 
+        // The console's narrow reads.
+        let c1 = CaseId("C-1".into());
+        let ids: Vec<_> = store
+            .case_actions(&c1)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.action.id, e.status))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("e1/0".to_owned(), ActionStatus::Done),
+                ("e1/1".to_owned(), ActionStatus::Pending)
+            ]
+        );
+        assert!(
+            store
+                .case_actions(&CaseId("C-9".into()))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.oldest_pending_action().unwrap().map(|a| a.id),
+            Some("e1/1".to_owned())
+        );
+        let mut later = commit("e3b", "C-4", &[]);
+        later.case.state = crate::case::StateId("triage".into());
+        later.case.updated_at = now + Duration::minutes(1);
+        store.commit(later).unwrap();
+        let open: Vec<_> = store
+            .cases_in_states(&["new", "triage"], 10)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id.0)
+            .collect();
+        assert_eq!(open, ["C-4", "C-1", "C-2"], "most recently updated first");
+        let open = store.cases_in_states(&["triage"], 10).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(store.cases_in_states(&["new"], 1).unwrap().len(), 1);
+        assert!(store.cases_in_states(&[], 10).unwrap().is_empty());
+        let counts = store.state_counts().unwrap();
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            [("new".to_owned(), 2), ("triage".to_owned(), 1)]
+        );
+
         // Refusals are kept.
         let ev = Event::new("bad", now, "nope.kind", None);
         store
@@ -1034,7 +1119,7 @@ pub(crate) mod contract {
         assert_eq!(store.rejected().unwrap().len(), 1);
         assert_eq!(store.rejected().unwrap()[0].event, ev);
         assert_eq!(store.rejected_count().unwrap(), 1);
-        assert_eq!(store.case_count().unwrap(), 2);
+        assert_eq!(store.case_count().unwrap(), 3);
         check_present_and_past(store);
         check_timers(store);
     }
@@ -1090,8 +1175,8 @@ pub(crate) mod contract {
             .map(|e| e.action.id)
             .collect();
         assert_eq!(ids, ["e1/0", "e1/1", "e4/0"]);
-        assert_eq!(store.case_count().unwrap(), 3);
-        assert_eq!(store.event_count().unwrap(), 4);
+        assert_eq!(store.case_count().unwrap(), 4);
+        assert_eq!(store.event_count().unwrap(), 5);
         let by: Vec<_> = store.pending_by_plugin().unwrap().into_iter().collect();
         assert_eq!(by, [("team".to_owned(), 1), ("warehouse".to_owned(), 1)]);
         let page = store.outbox_page(1, 2).unwrap();

@@ -1,4 +1,4 @@
-//! `casework graph [CONFIG] --format dot|mermaid`: draw the workflow.
+//! `casework graph [CONFIG] --format dot|mermaid|svg`: draw the workflow.
 
 use std::process::ExitCode;
 
@@ -11,6 +11,10 @@ pub enum Format {
     Dot,
     /// Mermaid `stateDiagram-v2`, for Markdown pages.
     Mermaid,
+    /// An SVG picture, drawn by casework itself (the console's drawing):
+    /// parallel arrows merged, the usual path as a straight spine, moves
+    /// from many states in one note. Needs no Graphviz.
+    Svg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,6 +34,15 @@ pub fn run(args: Args) -> ExitCode {
     let text = match args.format {
         Format::Dot => loaded.workflow.to_dot(),
         Format::Mermaid => loaded.workflow.to_mermaid(),
+        Format::Svg => {
+            match casework::console::workflow_svg(&loaded.workflow, &Default::default()) {
+                Ok(svg) => svg,
+                Err(e) => {
+                    eprintln!("error: cannot draw the workflow: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
     };
     out_raw!("{text}");
     ExitCode::SUCCESS

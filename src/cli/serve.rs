@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use casework::Reload;
+use casework::console::Guard;
 use casework::serve::{App, MAX_BODY};
 
 use super::run::{Opened, OutboxArgs, open};
@@ -45,6 +46,43 @@ pub struct Args {
     /// pack has no files to watch.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub reload_every: Duration,
+    /// The environment variable holding the token that the console and
+    /// the JSON API ask for (`Authorization: Bearer TOKEN`, or the
+    /// console's sign-in form). Required to listen off loopback.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Listen off loopback without a token: anyone who can reach the port
+    /// can read every case and post events. Only behind a proxy that
+    /// authenticates.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// The guard for `listen`: a token from `token_env` when given; none on
+/// loopback; off loopback without one, a refusal unless `insecure`.
+fn guard(args: &Args, listen: std::net::SocketAddr) -> Result<Guard, String> {
+    if let Some(var) = &args.token_env {
+        let token = std::env::var(var).map_err(|_| {
+            format!("--token-env {var}: the variable {var} is not set (or not UTF-8); export it with the token and start again")
+        })?;
+        if token.trim().len() < 16 {
+            return Err(format!(
+                "--token-env {var}: the token is shorter than 16 characters; use a long random one (e.g. `openssl rand -hex 32`)"
+            ));
+        }
+        return Ok(Guard::token(token.trim()));
+    }
+    if listen.ip().is_loopback() || args.insecure {
+        if !listen.ip().is_loopback() {
+            eprintln!(
+                "warning: listening on {listen} without a token (--insecure): anyone who reaches it can read every case"
+            );
+        }
+        return Ok(Guard::open());
+    }
+    Err(format!(
+        "refusing to listen on {listen} without a token: name the variable holding one with --token-env VAR, listen on 127.0.0.1, or say --insecure"
+    ))
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -58,6 +96,17 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 fn serve(args: &Args) -> Result<ExitCode, String> {
+    // Refuse an unguarded address before opening anything.
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&args.listen.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            format!(
+                "--listen {}: not an address to listen on; write HOST:PORT, e.g. 127.0.0.1:8080",
+                args.listen
+            )
+        })?;
+    let guard = guard(args, addr)?;
     let Opened {
         engine,
         plugins,
@@ -75,9 +124,12 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
         );
     }
     let runner = args.outbox.runner(plugins, clock, "serve");
-    let app =
-        Arc::new(App::new(engine, runner, db.display().to_string()).max_body(args.max_body.max(1)));
-    let server = tiny_http::Server::http(&args.listen)
+    let app = Arc::new(
+        App::new(engine, runner, db.display().to_string())
+            .max_body(args.max_body.max(1))
+            .guard(guard),
+    );
+    let server = tiny_http::Server::http(addr)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -104,9 +156,10 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
 
     out!("listening on {}", server.server_addr());
     eprintln!(
-        "store {} ({}); POST /events, POST /webhooks/{{plugin}}, GET /health, GET /cases/{{id}}",
+        "store {} ({}); the console at http://{}/ ; POST /events, POST /webhooks/{{plugin}}, GET /health, GET /cases/{{id}}, GET /metrics",
         db.display(),
-        if fresh { "new" } else { "existing" }
+        if fresh { "new" } else { "existing" },
+        server.server_addr()
     );
     let _ = std::io::stdout().flush();
 

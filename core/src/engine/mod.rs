@@ -630,23 +630,14 @@ impl Engine {
         Ok(stats)
     }
 
-    fn try_handle(
-        &mut self,
-        pending: &mut Pending,
+    /// The case an event is about (refused when there is none and the
+    /// kind opens none), as the batch so far left it, and the customer's
+    /// other cases as the rules see them.
+    fn subject(
+        &self,
+        pending: &Pending,
         event: &Event,
-        now: Timestamp,
-    ) -> Result<Outcome, EngineError> {
-        if event.id.is_unset() {
-            return Err(EventError::Malformed {
-                event: event.id.clone(),
-                kind: event.kind.0.clone(),
-                message: "the event has no `id`; every event needs a unique id".into(),
-            }
-            .into());
-        }
-        if pending.seen.contains(&event.id) || self.store.has_event(&event.id)? {
-            return Ok(Outcome::Duplicate);
-        }
+    ) -> Result<(CaseId, Option<Case>, CustomerStats), EngineError> {
         if !self.pack.workflow.known_kind(event.kind.as_str()) {
             return Err(EventError::UnknownKind {
                 event: event.id.clone(),
@@ -668,6 +659,27 @@ impl Engine {
             .and_then(|c| c.customer.key())
             .or_else(|| event_customer_key(event));
         let others = self.others(pending, &id, key.as_deref())?;
+        Ok((id, case, others))
+    }
+
+    fn try_handle(
+        &mut self,
+        pending: &mut Pending,
+        event: &Event,
+        now: Timestamp,
+    ) -> Result<Outcome, EngineError> {
+        if event.id.is_unset() {
+            return Err(EventError::Malformed {
+                event: event.id.clone(),
+                kind: event.kind.0.clone(),
+                message: "the event has no `id`; every event needs a unique id".into(),
+            }
+            .into());
+        }
+        if pending.seen.contains(&event.id) || self.store.has_event(&event.id)? {
+            return Ok(Outcome::Duplicate);
+        }
+        let (id, case, others) = self.subject(pending, event)?;
         let rules = self.rules.current();
         self.keep_versions(pending, &rules)?;
         let before = case.as_ref().map(link_keys).unwrap_or_default();
@@ -805,6 +817,50 @@ impl Engine {
     /// How many timers are waiting.
     pub fn pending_timers(&self) -> Result<usize, EngineError> {
         Ok(self.store.timer_count()?)
+    }
+
+    /// What handling `event` now would decide, and keep nothing: the same
+    /// resolution of its case and the same [`step`] as [`handle`](Engine::handle),
+    /// with the rules in force, but no commit. The console's "try a
+    /// message" is this; an unknown kind or an event that names no case it
+    /// can find is refused as `handle` would refuse it.
+    pub fn dry_run(&self, event: &Event) -> Result<Step, EngineError> {
+        let pending = Pending::default();
+        let (id, case, others) = self.subject(&pending, event)?;
+        let rules = self.rules.current();
+        let counts_from = event_time(
+            event.at,
+            self.clock.now(),
+            case.as_ref().map(|c| c.updated_at),
+        );
+        Ok(step(
+            &self.pack,
+            &rules,
+            case,
+            &id,
+            event,
+            counts_from,
+            &others,
+        )?)
+    }
+
+    /// The other cases of the customer of case `id` (by the customer's key:
+    /// id, e-mail or phone), from the store's index.
+    pub fn customer_cases(
+        &self,
+        id: &CaseId,
+        customer: &crate::case::Customer,
+    ) -> Result<Vec<CaseId>, EngineError> {
+        let Some(key) = customer.key() else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .store
+            .customer_cases(&key)?
+            .into_iter()
+            .map(|s| s.case)
+            .filter(|c| c != id)
+            .collect())
     }
 
     /// A case's present.

@@ -142,7 +142,10 @@ pub const MIGRATIONS: &[Migration] = &[
 
     ALTER TABLE cases ADD COLUMN customer_key TEXT;
     ALTER TABLE cases ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE cases ADD COLUMN updated_ms INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX cases_by_customer ON cases (customer_key) WHERE customer_key IS NOT NULL;
+    -- The console's queue: open cases by state, most recently updated first.
+    CREATE INDEX cases_by_state ON cases (state, updated_ms);
 
     CREATE TABLE past (
         case_id TEXT NOT NULL,
@@ -237,12 +240,14 @@ fn split_case_rows(tx: &rusqlite::Transaction<'_>, path: &str) -> Result<(), Sto
         // `open` is settled by the engine's one-time timer rebuild, which
         // knows the workflow's terminal states.
         tx.execute(
-            "UPDATE cases SET body = ?2, customer_key = ?3, summary = ?4 WHERE id = ?1",
+            "UPDATE cases SET body = ?2, customer_key = ?3, summary = ?4, updated_ms = ?5
+             WHERE id = ?1",
             params![
                 id,
                 encode(&case)?,
                 case.customer.key(),
-                encode(&CaseSummary::of(&case, true))?
+                encode(&CaseSummary::of(&case, true))?,
+                millis(case.updated_at),
             ],
         )
         .map_err(err)?;
@@ -568,11 +573,12 @@ impl SqliteStore {
         let id = &c.case.id.0;
         let summary = CaseSummary::of(&c.case, c.open);
         tx.prepare_cached(
-            "INSERT INTO cases (id, state, updated_at, body, customer_key, summary)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO cases (id, state, updated_at, body, customer_key, summary, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (id) DO UPDATE SET state = excluded.state,
                  updated_at = excluded.updated_at, body = excluded.body,
-                 customer_key = excluded.customer_key, summary = excluded.summary",
+                 customer_key = excluded.customer_key, summary = excluded.summary,
+                 updated_ms = excluded.updated_ms",
         )?
         .execute(params![
             id,
@@ -581,6 +587,7 @@ impl SqliteStore {
             encode(&c.case)?,
             c.case.customer.key(),
             encode(&summary)?,
+            millis(c.case.updated_at),
         ])?;
         if c.case.event_count <= 1 {
             Self::bump(tx, "cases", 1)?;
@@ -1013,6 +1020,53 @@ impl Store for SqliteStore {
         Ok(ms.and_then(from_millis))
     }
 
+    fn cases_in_states(&self, states: &[&str], limit: usize) -> Result<Vec<Case>, StoreError> {
+        if states.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let shown = self.shown();
+        let marks = vec!["?"; states.len()].join(", ");
+        let sql = format!(
+            "SELECT body FROM cases WHERE state IN ({marks})
+             ORDER BY updated_ms DESC, id LIMIT {limit}"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(states), |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(decode(&shown, "cases", &row.map_err(|e| self.err(e))?)?);
+        }
+        Ok(out)
+    }
+
+    fn state_counts(&self) -> Result<std::collections::BTreeMap<String, usize>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, COUNT(*) FROM cases GROUP BY state")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(|(s, n)| (s, n as usize)).map_err(|e| self.err(e)))
+            .collect()
+    }
+
+    fn oldest_pending_action(&self) -> Result<Option<Action>, StoreError> {
+        let text: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT action FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        text.map(|t| decode(&self.shown(), "outbox", &t))
+            .transpose()
+    }
+
     fn claim_actions(&mut self, req: &ClaimRequest<'_>) -> Result<Vec<OutboxEntry>, StoreError> {
         let shown = self.shown();
         let err = |e: rusqlite::Error| classify(&shown, &e);
@@ -1175,7 +1229,7 @@ mod tests {
         drop(store);
         // Everything is still there after reopening.
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.event_count().unwrap(), 7);
+        assert_eq!(store.event_count().unwrap(), 8);
         assert_eq!(store.version().unwrap(), schema_version());
         assert_eq!(store.outbox().unwrap().len(), 4);
     }
