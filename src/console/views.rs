@@ -483,6 +483,7 @@ pub fn case(engine: &Engine, id: &str) -> Result<Option<Value>, String> {
     });
     let others: Vec<Value> = engine
         .customer_cases(&case.id, &case.customer)
+        .map_err(|e| format!("the store could not be read: {e}"))?
         .into_iter()
         .map(|other| {
             let state = store
@@ -740,7 +741,7 @@ pub fn snapshot(engine: &Engine, live_clients: usize) -> Snapshot {
         open_promises: open_promises.into_iter().collect(),
         outbox_pending,
         oldest_pending,
-        timers_waiting: engine.pending_timers(),
+        timers_waiting: engine.pending_timers().unwrap_or_default(),
         cases_by_state: store
             .state_counts()
             .unwrap_or_default()
