@@ -432,7 +432,7 @@ proptest! {
                 .unwrap()
         };
         let mut at = start();
-        let mut feed = |engine: &mut Engine, gens: &[Gen], from: usize, at: &mut casework::Timestamp| {
+        let feed = |engine: &mut Engine, gens: &[Gen], from: usize, at: &mut casework::Timestamp| {
             for (i, g) in gens.iter().enumerate() {
                 *at += Duration::minutes(g.gap_minutes);
                 engine.tick(*at).unwrap();
