@@ -310,7 +310,8 @@ fn message(id: &str, at: &str) -> Event {
 /// A state's timeout that came due before an event reached the case, with
 /// no tick in between (`serve` handles events between its ticks), used to
 /// be dropped from the due-time index: the case then waited in the state
-/// forever. It fires at the next tick.
+/// forever. Now it fires before the event, at its own time: the case's
+/// timers and events happen in the order they happened.
 #[test]
 fn a_timeout_overdue_when_an_event_arrives_still_fires() {
     let (mut engine, clock) = engine_on(
@@ -326,16 +327,14 @@ fn a_timeout_overdue_when_an_event_arrives_still_fires() {
     engine
         .handle(message("m2", "2026-11-25T11:30:00+09:00"))
         .unwrap();
-    assert!(
-        engine.next_due().unwrap().is_some(),
-        "the overdue timeout was dropped"
-    );
-    engine.tick(late).unwrap();
+    assert_eq!(engine.timers_fired(), 1, "the overdue timeout fired first");
+    assert!(engine.tick(late).unwrap().is_empty(), "and only once");
     let case = engine.case(&CaseId("C-1".into())).unwrap().unwrap();
     assert_eq!(case.state.as_str(), "done");
-    // It fired when the engine could fire it, never before the event
-    // that came first: a case's time does not run backwards.
-    assert_eq!(case.state_since, late);
+    // It fired at its own time, before the message that came after it.
+    let at_eleven: casework::Timestamp = "2026-11-25T11:00:00+09:00".parse().unwrap();
+    assert_eq!(case.state_since, at_eleven);
+    assert_eq!(case.updated_at, late);
     assert_eq!(engine.replay(&case.id).unwrap(), case);
 }
 

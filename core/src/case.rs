@@ -248,7 +248,8 @@ pub struct ComplaintRecord {
     /// What we committed to: "we call back by the 14th".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commitment: Option<String>,
-    /// Agents who have held the case, in order.
+    /// Agents who have held the case, in order: the last
+    /// [`RECENT_HANDLERS`] hand-offs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handled_by: Vec<String>,
     /// Free-form notes from agents, oldest first.
@@ -460,6 +461,10 @@ pub const RECENT_MESSAGES: usize = 10;
 /// How many agent notes the handoff record keeps in the case row.
 pub const RECENT_NOTES: usize = 10;
 
+/// How many hand-offs (`handled_by`, agent after agent) the handoff
+/// record keeps; each agent's events stay in the event log.
+pub const RECENT_HANDLERS: usize = 20;
+
 /// How many broken promises (not yet revised or cancelled) the case row
 /// keeps; older ones leave for the past.
 pub const RECENT_BROKEN: usize = 5;
@@ -632,6 +637,7 @@ impl Case {
         }
         trim_front(&mut self.messages, RECENT_MESSAGES);
         trim_front(&mut self.record.notes, RECENT_NOTES);
+        trim_front(&mut self.record.handled_by, RECENT_HANDLERS);
         // A broken promise stays until it is revised or cancelled (the
         // customer is owed a repair, and the rules weigh it), the last
         // RECENT_BROKEN of them; the rest of the settled ones leave.

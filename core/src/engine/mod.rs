@@ -764,9 +764,10 @@ impl Engine {
         let maybe_more = stored.len() == limit;
         let mut stored = stored.into_iter().peekable();
         for _ in 0..limit {
-            while stored.peek().is_some_and(|t| {
-                pending.timers.has_case(&t.case) || pending.fired.contains(t)
-            }) {
+            while stored
+                .peek()
+                .is_some_and(|t| pending.timers.has_case(&t.case) || pending.fired.contains(t))
+            {
                 stored.next();
             }
             let from_batch = pending
@@ -781,7 +782,12 @@ impl Engine {
                 (None, None) => return Ok(maybe_more),
             };
             let event = Event::new(
-                format!("timer:{}:{}:{}", timer.case, timer.name, timer.due.timestamp()),
+                format!(
+                    "timer:{}:{}:{}",
+                    timer.case,
+                    timer.name,
+                    timer.due.timestamp()
+                ),
                 timer.due,
                 "timer.fired",
                 Some(timer.case.clone()),
