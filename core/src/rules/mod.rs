@@ -85,7 +85,7 @@ use serde::Serialize;
 
 pub use calendars::{BusinessDays, Calendars, WeekdaysOnly};
 pub use engine::Limits;
-pub use keywords::{KeywordSet, find_deadline, normalize};
+pub use keywords::{KeywordSet, Keywords, find_deadline, normalize};
 pub use reload::Rules;
 pub use ruleset::{RuleFileText, RuleSet, RuleSetSource};
 
