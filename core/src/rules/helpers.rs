@@ -409,7 +409,10 @@ pub mod text {
             let names: Vec<&str> = keywords.groups().iter().map(|(n, _)| n.as_str()).collect();
             format!("keywords #{{ {} }}", names.join(", "))
         } else {
-            format!("keywords [{}]", keywords.all_phrases().collect::<Vec<_>>().join(", "))
+            format!(
+                "keywords [{}]",
+                keywords.all_phrases().collect::<Vec<_>>().join(", ")
+            )
         }
     }
 

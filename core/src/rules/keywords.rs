@@ -182,21 +182,20 @@ impl Keywords {
                 .map(|p| p.is_string().then(|| p.to_string()))
                 .collect()
         }
-        let (grouped, groups): (bool, Groups) =
-            if let Some(map) = value.read_lock::<rhai::Map>() {
-                // A map iterates by name, as a map written in a call does,
-                // so both forms give the same matches.
-                let groups: Option<Groups> = map
-                    .iter()
-                    .map(|(name, list)| Some((name.to_string(), phrases(list)?)))
-                    .collect();
-                (true, groups.filter(|g| !g.is_empty())?)
-            } else if value.is_array() {
-                let list = phrases(value).filter(|l| !l.is_empty())?;
-                (false, vec![(String::new(), list)])
-            } else {
-                return None;
-            };
+        let (grouped, groups): (bool, Groups) = if let Some(map) = value.read_lock::<rhai::Map>() {
+            // A map iterates by name, as a map written in a call does,
+            // so both forms give the same matches.
+            let groups: Option<Groups> = map
+                .iter()
+                .map(|(name, list)| Some((name.to_string(), phrases(list)?)))
+                .collect();
+            (true, groups.filter(|g| !g.is_empty())?)
+        } else if value.is_array() {
+            let list = phrases(value).filter(|l| !l.is_empty())?;
+            (false, vec![(String::new(), list)])
+        } else {
+            return None;
+        };
         Some(Keywords::build(grouped, groups))
     }
 

@@ -230,12 +230,17 @@ fn declare_constant(
             format!("the constant `{name}` hides a name the engine gives its rules"),
         )
         .at(Some(location))
-        .hint(format!("give it another name; `{name}` means what the rules documentation says")));
+        .hint(format!(
+            "give it another name; `{name}` means what the rules documentation says"
+        )));
     }
     if let Some(first) = declared_in.get(&name) {
         return Err(Diagnostic::error(
             "rules::duplicate",
-            format!("the constant `{name}` is already declared in {}:{}", first.file, first.line),
+            format!(
+                "the constant `{name}` is already declared in {}:{}",
+                first.file, first.line
+            ),
         )
         .at(Some(location))
         .hint("constants are shared by every function of the pack; give this one another name"));
@@ -243,9 +248,11 @@ fn declare_constant(
     let value = match Keywords::from_constant(&value) {
         Some(Ok(keywords)) => Dynamic::from(keywords),
         Some(Err(message)) => {
-            return Err(Diagnostic::error("rules::keywords", format!("`{name}`: {message}"))
-                .at(Some(location))
-                .hint("check the phrases of this list"));
+            return Err(
+                Diagnostic::error("rules::keywords", format!("`{name}`: {message}"))
+                    .at(Some(location))
+                    .hint("check the phrases of this list"),
+            );
         }
         None => value,
     };
@@ -367,7 +374,8 @@ impl RuleSet {
             for (name, value) in constants {
                 let location =
                     SourceLocation::new(&file.path, const_line(&file.text, &name).unwrap_or(1), 1);
-                if let Err(d) = declare_constant(&mut shared, &mut declared_in, name, value, location)
+                if let Err(d) =
+                    declare_constant(&mut shared, &mut declared_in, name, value, location)
                 {
                     diags.push(d);
                 }

@@ -696,15 +696,21 @@ fn rules_keyword_constants_are_read_only_and_named_once() {
         assert!(set.route(&Run::message("a").input()).is_err());
     }
 
-    let reserved = one("rules/k.rhai", "const settings = 1;\nfn route(c, event) { () }")
-        .expect_err("`settings` is the engine's");
+    let reserved = one(
+        "rules/k.rhai",
+        "const settings = 1;\nfn route(c, event) { () }",
+    )
+    .expect_err("`settings` is the engine's");
     let d = reserved.iter().next().unwrap();
     assert_eq!(d.code, "rules::reserved-name");
     assert_eq!(d.location.as_ref().unwrap().line, 1);
 
     let twice = RuleSet::compile(
         &[
-            SourceFile::new("rules/a.rhai", "const WORDS = [\"a\"];\nfn route(c, event) { () }"),
+            SourceFile::new(
+                "rules/a.rhai",
+                "const WORDS = [\"a\"];\nfn route(c, event) { () }",
+            ),
             SourceFile::new("rules/b.rhai", "\nconst WORDS = [\"b\"];"),
         ],
         &RulesDef::default(),
