@@ -277,6 +277,32 @@ fn check_reports_plugin_settings_and_warns_about_unset_secrets() {
     );
 }
 
+/// A keyword list written inside a rule function is rebuilt on every
+/// call: `check` passes and warns at each such list, with its place and
+/// the fast form (a top-level `const`). The default pack has none.
+#[test]
+fn check_warns_about_keyword_lists_written_inside_functions() {
+    let run = casework(["check", "tests/fixtures/slow_rules/casework.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    assert!(run.stdout.contains(", 2 warnings"), "{}", run.output());
+    for place in [
+        "tests/fixtures/slow_rules/route.rhai:3:43: warning[rules::literal-keywords]: \
+         `match_keywords` is given a keyword list written out in function `route`",
+        "tests/fixtures/slow_rules/route.rhai:10:29: warning[rules::literal-keywords]: \
+         `matches` is given a keyword list written out in function `route`",
+    ] {
+        assert!(run.stderr.contains(place), "{place}\n{}", run.output());
+    }
+    assert!(
+        run.stderr.contains("const SOME_WORDS = #{ group: [..] };"),
+        "{}",
+        run.output()
+    );
+
+    let run = casework(["check", "rules/casework.yaml"]);
+    assert!(!run.stderr.contains("warning"), "{}", run.output());
+}
+
 /// The default pack declares plugins with their kind alone: not errors,
 /// but listed as not configured.
 #[test]

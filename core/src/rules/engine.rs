@@ -86,6 +86,11 @@ pub(crate) struct Shared {
     pub keywords: KeywordCache,
     /// `settings.keywords.<name>`, compiled once.
     pub named_keywords: HashMap<String, Arc<KeywordSet>>,
+    /// The top-level `const`s of the rule files, by name: keyword lists
+    /// and groups as compiled [`Keywords`](super::keywords::Keywords), other
+    /// literals as they are. Functions read them through the variable
+    /// resolver of [`build_engine`].
+    pub constants: HashMap<String, Dynamic>,
 }
 
 impl Shared {
@@ -126,6 +131,7 @@ impl Shared {
             default_calendar,
             keywords: KeywordCache::default(),
             named_keywords,
+            constants: HashMap::new(),
         })
     }
 
@@ -185,6 +191,20 @@ fn json_phrases(name: &str, value: &serde_json::Value) -> Result<Vec<String>, St
             "settings.keywords.{name} must be a list of phrases, found {other}"
         )),
     }
+}
+
+/// An engine that only parses, without strict variables: it reads a
+/// file's top-level `const`s before the real compile, which must know
+/// their names to accept them inside functions.
+pub(crate) fn scanning_engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut engine = Engine::new_raw();
+        engine.set_max_expr_depths(0, 0);
+        engine.disable_symbol("import");
+        engine.disable_symbol("eval");
+        engine
+    })
 }
 
 /// The standard package, built once for every engine.
@@ -255,19 +275,25 @@ pub fn build_engine(limits: &Limits) -> Engine {
         );
     });
 
-    // `settings` and `directory`, visible inside every function; Rhai marks
-    // what a resolver returns read-only.
+    // `settings`, `directory` and the files' constants, visible inside
+    // every function; Rhai marks what a resolver returns read-only. Rhai
+    // asks on every variable read; a variable the parser resolved to a
+    // slot (a parameter, a `let`) has an index and is never one of ours.
     #[allow(deprecated)] // volatile, not deprecated, says Rhai
-    engine.on_var(|name, _, _| match name {
-        "settings" => Ok(views::context()
-            .ok()
-            .map(|c| Dynamic::from(c.shared.settings.clone()))),
-        "directory" => Ok(views::context()
-            .ok()
-            .map(|c| Dynamic::from(DirectoryView(c.shared.directory.clone())))),
-        _ => Ok(None),
+    engine.on_var(|name, index, _| {
+        if index > 0 {
+            return Ok(None);
+        }
+        Ok(views::with_shared(|shared| match name {
+            "settings" => Some(Dynamic::from(shared.settings.clone())),
+            "directory" => Some(Dynamic::from(DirectoryView(shared.directory.clone()))),
+            _ => shared.constants.get(name).cloned(),
+        })
+        .flatten())
     });
 
+    engine.register_type_with_name::<super::keywords::Keywords>("Keywords");
+    engine.register_iterator::<super::keywords::Keywords>();
     engine.register_type_with_name::<chrono::NaiveDate>("Date");
     engine.register_type_with_name::<crate::Timestamp>("Time");
     views::register(&mut engine);

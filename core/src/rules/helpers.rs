@@ -256,7 +256,7 @@ pub mod dates {
 pub mod text {
     use rhai::{Array, Dynamic, EvalAltResult, ImmutableString, Map};
 
-    use crate::rules::keywords::{self, KeywordHits};
+    use crate::rules::keywords::{self, KeywordHits, Keywords};
     use crate::rules::views::{context, script_error};
 
     /// NFKC + lower case: `ＵＲＧＥＮＴ` → `urgent`, `ｼｷｭｳ` → `シキュウ`.
@@ -299,6 +299,121 @@ pub mod text {
             ))
         })?;
         Ok(hits_to_map(set.find(text)))
+    }
+
+    /// Match a keyword constant of the file (`const TOPICS = #{ .. };`),
+    /// compiled when the rule set was: `match_keywords(text, TOPICS)`.
+    #[rhai_fn(name = "match_keywords", return_raw)]
+    pub fn match_declared_keywords(
+        text: &str,
+        keywords: Keywords,
+    ) -> Result<Map, Box<EvalAltResult>> {
+        if !keywords.is_grouped() {
+            return Err(script_error(
+                "match_keywords needs named groups (`const WORDS = #{ group: [..] }`); for one \
+                 list of phrases use `matches(text, WORDS)`",
+            ));
+        }
+        Ok(hits_to_map(keywords.set().find(text)))
+    }
+
+    /// The phrases of a keyword constant found in `text`, as written (for
+    /// named groups, the phrases of every group, group after group).
+    #[rhai_fn(name = "matches")]
+    pub fn matches_declared(text: &str, keywords: Keywords) -> Array {
+        keywords
+            .set()
+            .find(text)
+            .into_iter()
+            .flat_map(|(_, found)| found)
+            .map(Dynamic::from)
+            .collect()
+    }
+
+    /// `WORDS.billing` / `WORDS["billing"]`: one group of named groups, as
+    /// a keyword list of its own (compiled with the constant, so
+    /// `matches(text, WORDS.billing)` rebuilds nothing); `()` for a group
+    /// the constant does not have.
+    #[rhai_fn(index_get, pure)]
+    pub fn keyword_group(keywords: &mut Keywords, group: &str) -> Dynamic {
+        keywords
+            .group(group)
+            .map_or(Dynamic::UNIT, |part| Dynamic::from(part.clone()))
+    }
+
+    /// `WORDS[i]`: the phrase at `i` of a list (from the end when negative).
+    #[rhai_fn(index_get, pure, return_raw)]
+    pub fn keyword_at(keywords: &mut Keywords, i: i64) -> Result<String, Box<EvalAltResult>> {
+        let all: Vec<&str> = keywords.all_phrases().collect();
+        let n = all.len() as i64;
+        let at = if i < 0 { n + i } else { i };
+        if (0..n).contains(&at) {
+            Ok(all[at as usize].to_owned())
+        } else {
+            Err(script_error(format!(
+                "index {i} is outside the {n} phrases of this keyword list"
+            )))
+        }
+    }
+
+    /// How many phrases (or, for named groups, how many groups).
+    #[rhai_fn(name = "len", pure)]
+    pub fn keywords_len(keywords: &mut Keywords) -> i64 {
+        if keywords.is_grouped() {
+            keywords.groups().len() as i64
+        } else {
+            keywords.all_phrases().count() as i64
+        }
+    }
+
+    /// True when the list holds `phrase` as written (for named groups:
+    /// when there is a group of that name).
+    #[rhai_fn(name = "contains", pure)]
+    pub fn keywords_contain(keywords: &mut Keywords, phrase: &str) -> bool {
+        if keywords.is_grouped() {
+            keywords.groups().iter().any(|(name, _)| name == phrase)
+        } else {
+            keywords.all_phrases().any(|p| p == phrase)
+        }
+    }
+
+    /// Every phrase as a plain list, to change or combine.
+    #[rhai_fn(name = "to_array", pure)]
+    pub fn keywords_to_array(keywords: &mut Keywords) -> Array {
+        keywords
+            .all_phrases()
+            .map(|p| Dynamic::from(p.to_owned()))
+            .collect()
+    }
+
+    /// `LIST + [..]` and `[..] + LIST`: a plain list of both.
+    #[rhai_fn(name = "+")]
+    pub fn keywords_then_array(keywords: Keywords, more: Array) -> Array {
+        let mut all: Array = keywords
+            .all_phrases()
+            .map(|p| Dynamic::from(p.to_owned()))
+            .collect();
+        all.extend(more);
+        all
+    }
+
+    #[rhai_fn(name = "+")]
+    pub fn array_then_keywords(mut list: Array, keywords: Keywords) -> Array {
+        list.extend(keywords.all_phrases().map(|p| Dynamic::from(p.to_owned())));
+        list
+    }
+
+    #[rhai_fn(name = "to_string", name = "to_debug", pure)]
+    pub fn keywords_to_string(keywords: &mut Keywords) -> String {
+        if keywords.is_grouped() {
+            let names: Vec<&str> = keywords.groups().iter().map(|(n, _)| n.as_str()).collect();
+            format!("keywords #{{ {} }}", names.join(", "))
+        } else {
+            format!(
+                "keywords [{}]",
+                keywords.all_phrases().collect::<Vec<_>>().join(", ")
+            )
+        }
     }
 
     /// The phrases of `phrases` found in `text`, as written in the list.

@@ -30,6 +30,31 @@ use unicode_normalization::UnicodeNormalization;
 /// assert_eq!(normalize("１／６"), "1/6");
 /// ```
 pub fn normalize(text: &str) -> String {
+    // ASCII is its own NFKC form, and its lower case is the ASCII one.
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
+    // A rule normalises the same message several times per call (each
+    // keyword match, each deadline search): the last result is kept per
+    // thread. `normalize` is a pure function, so the memo is never stale.
+    thread_local! {
+        static LAST: std::cell::RefCell<(String, String)> = const {
+            std::cell::RefCell::new((String::new(), String::new()))
+        };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != text {
+            let folded = nfkc_lower(text);
+            last.0.clear();
+            last.0.push_str(text);
+            last.1 = folded;
+        }
+        last.1.clone()
+    })
+}
+
+fn nfkc_lower(text: &str) -> String {
     // Lower-casing after NFKC folds the full-width Latin that NFKC produced.
     let nfkc: String = text.nfkc().collect();
     if nfkc.chars().any(char::is_uppercase) {
@@ -113,6 +138,126 @@ impl KeywordSet {
             }
         }
         hits
+    }
+}
+
+/// A keyword constant of a rule file, compiled once, when the rule set is.
+///
+/// Written at the top of a `.rhai` file as a list of phrases or a map of
+/// named groups of phrases:
+///
+/// ```text
+/// const TOPICS = #{ billing: ["refund", "返金"], sizing: ["size", "サイズ"] };
+/// const CALM = ["no rush", "急ぎません"];
+/// ```
+///
+/// A rule passes it by name (`match_keywords(text, TOPICS)`,
+/// `matches(text, CALM)`): the automaton was built when the pack loaded,
+/// so the call costs one pass over the text and nothing else. A list
+/// literal written inside a function is rebuilt as a value on every call
+/// and looked up by content; `check` warns about that form.
+#[derive(Clone, Debug)]
+pub struct Keywords {
+    set: Arc<KeywordSet>,
+    /// Named groups (`#{ .. }`) rather than one list (`[..]`).
+    grouped: bool,
+    /// The phrases as written, per group (one unnamed group for a list).
+    phrases: Arc<Groups>,
+    /// For named groups, each group on its own (`TOPICS.billing`), so
+    /// that a rule can match one group without rebuilding it.
+    parts: Arc<Vec<Keywords>>,
+}
+
+impl Keywords {
+    /// The keyword form of a constant's value: a non-empty list of
+    /// phrases, or a non-empty map whose every value is a phrase or a list
+    /// of phrases. `None` for any other value (it stays a plain constant).
+    pub(crate) fn from_constant(value: &rhai::Dynamic) -> Option<Result<Keywords, String>> {
+        fn phrases(value: &rhai::Dynamic) -> Option<Vec<String>> {
+            if value.is_string() {
+                return Some(vec![value.to_string()]);
+            }
+            let list = value.read_lock::<rhai::Array>()?;
+            list.iter()
+                .map(|p| p.is_string().then(|| p.to_string()))
+                .collect()
+        }
+        let (grouped, groups): (bool, Groups) = if let Some(map) = value.read_lock::<rhai::Map>() {
+            // A map iterates by name, as a map written in a call does,
+            // so both forms give the same matches.
+            let groups: Option<Groups> = map
+                .iter()
+                .map(|(name, list)| Some((name.to_string(), phrases(list)?)))
+                .collect();
+            (true, groups.filter(|g| !g.is_empty())?)
+        } else if value.is_array() {
+            let list = phrases(value).filter(|l| !l.is_empty())?;
+            (false, vec![(String::new(), list)])
+        } else {
+            return None;
+        };
+        Some(Keywords::build(grouped, groups))
+    }
+
+    fn build(grouped: bool, groups: Groups) -> Result<Keywords, String> {
+        let parts = if grouped {
+            groups
+                .iter()
+                .map(|(_, phrases)| Keywords::build(false, vec![(String::new(), phrases.clone())]))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(Keywords {
+            set: Arc::new(KeywordSet::new(groups.clone())?),
+            grouped,
+            phrases: Arc::new(groups),
+            parts: Arc::new(parts),
+        })
+    }
+
+    /// One named group on its own, as a list.
+    pub fn group(&self, name: &str) -> Option<&Keywords> {
+        if !self.grouped {
+            return None;
+        }
+        let i = self.phrases.iter().position(|(n, _)| n == name)?;
+        self.parts.get(i)
+    }
+
+    /// The compiled set.
+    pub fn set(&self) -> &KeywordSet {
+        &self.set
+    }
+
+    /// True for named groups, false for one list of phrases.
+    pub fn is_grouped(&self) -> bool {
+        self.grouped
+    }
+
+    /// The phrases as written, per group (one group named `""` for a list).
+    pub fn groups(&self) -> &[(String, Vec<String>)] {
+        &self.phrases
+    }
+
+    /// Every phrase, group after group.
+    pub fn all_phrases(&self) -> impl Iterator<Item = &str> {
+        self.phrases
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(String::as_str))
+    }
+}
+
+impl IntoIterator for Keywords {
+    type Item = String;
+    type IntoIter = std::vec::IntoIter<String>;
+
+    /// `for phrase in WORDS { .. }` in a rule: every phrase, as written.
+    fn into_iter(self) -> Self::IntoIter {
+        self.all_phrases()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .into_iter()
     }
 }
 

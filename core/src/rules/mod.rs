@@ -22,10 +22,24 @@
 //! is `()` when the rule runs without one (a timer tick). Inside every
 //! function two read-only values are also visible: `settings` (the
 //! `rules.settings` map of the configuration) and `directory` (teams,
-//! skills, agents). Functions see nothing else from the file's top level:
-//! put tunable values in `settings`. Only the functions run; a file's
-//! top-level statements never do. Helper functions are visible within
-//! their own file (guards see the functions of every file).
+//! skills, agents). Only the functions run; a file's top-level statements
+//! never do. Of the file's top level, functions see its `const`s whose
+//! value is written out (text, numbers, lists, maps), read-only; put
+//! values ops tune in `settings`. Helper functions are visible within
+//! their own file (guards see the functions and constants of every file);
+//! a constant's name is unique in the pack.
+//!
+//! # Keyword lists
+//!
+//! Declare keyword lists once, as top-level constants, and pass them by
+//! name: a list (`const CALM = ["no rush", "急ぎません"];`) or named groups
+//! (`const TOPICS = #{ billing: ["refund", "返金"], sizing: ["サイズ"] };`)
+//! is compiled into a [`Keywords`] automaton when the rule set is, so
+//! `match_keywords(text, TOPICS)`, `matches(text, CALM)` and
+//! `matches(text, TOPICS.billing)` cost one pass over the text. A list
+//! written inside a function works the same but is rebuilt as a value on
+//! every call; compiling warns about it (`rules::literal-keywords`, with
+//! its place), and `casework check` shows the warning.
 //!
 //! Values: `c.id`, `c.state`, `c.team`, `c.agent`, `c.urgency`,
 //! `c.urgency_score`, `c.tags`, `c.has_tag(t)`, `c.fields`, `c.field(k)`,
@@ -85,7 +99,7 @@ use serde::Serialize;
 
 pub use calendars::{BusinessDays, Calendars, WeekdaysOnly};
 pub use engine::Limits;
-pub use keywords::{KeywordSet, find_deadline, normalize};
+pub use keywords::{KeywordSet, Keywords, find_deadline, normalize};
 pub use reload::Rules;
 pub use ruleset::{RuleFileText, RuleSet, RuleSetSource};
 

@@ -4,15 +4,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rhai::{
-    AST, CallFnOptions, Dynamic, Engine, EvalAltResult, FuncArgs, Map, ParseError, ParseErrorType,
-    Scope,
+    AST, ASTNode, CallFnOptions, Dynamic, Engine, EvalAltResult, Expr, FuncArgs, Map, ParseError,
+    ParseErrorType, Scope,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::calendars::Calendars;
 use super::convert::rhai_map_to_json;
-use super::engine::{Limits, Shared, shared_engine};
+use super::engine::{Limits, Shared, scanning_engine, shared_engine};
+use super::keywords::Keywords;
 use super::views::{self, Borrowed, CaseView, Frame};
 use super::{PromiseCheck, Route, RuleError, RuleInput, UrgencyVerdict};
 use crate::audit::RuleRef;
@@ -144,9 +145,10 @@ fn parse_hint(err: &ParseErrorType) -> String {
     let text = err.to_string();
     match err {
         ParseErrorType::VariableUndefined(name) => format!(
-            "`{name}` is not defined here: a rule function sees only its parameters, its own \
-             `let` variables, `settings` and `directory` (not the file's top level); check the \
-             spelling, declare it with `let`, or put the value in `settings`"
+            "`{name}` is not defined here: a rule function sees its parameters, its own `let` \
+             variables, `settings`, `directory` and the file's top-level `const`s whose value is \
+             written out (text, numbers, lists, maps); check the spelling, declare it with \
+             `let` or `const`, or put the value in `settings`"
         ),
         ParseErrorType::ModuleUndefined(name) => format!(
             "`{name}::` names a module, and rules cannot load modules; call the helper directly"
@@ -184,6 +186,145 @@ fn parse_diagnostic(file: &SourceFile, err: &ParseError, line_offset: usize) -> 
         .hint(parse_hint(kind))
 }
 
+/// A file's top-level constants whose values are written out (text,
+/// numbers, lists, maps), read by a parse that does not run the file.
+/// Empty when the file does not parse: the real compile reports why.
+fn top_level_constants(text: &str) -> Vec<(String, Dynamic)> {
+    match scanning_engine().compile(text) {
+        Ok(ast) => ast
+            .iter_literal_variables(true, false)
+            .map(|(name, _, value)| (name.to_owned(), value))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The line `const name` is declared on, found in the source text.
+fn const_line(text: &str, name: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix("const")
+                .filter(|rest| rest.starts_with(char::is_whitespace))
+                .and_then(|rest| rest.trim_start().strip_prefix(name))
+                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_'))
+        })
+        .map(|i| i + 1)
+}
+
+/// Names the engine gives a meaning of its own, in functions or guards.
+const RESERVED_NAMES: &[&str] = &["settings", "directory", "c", "event", "now"];
+
+/// Make a top-level constant visible to every function: a keyword list or
+/// groups compiled into [`Keywords`] now, any other literal as it is.
+fn declare_constant(
+    shared: &mut Shared,
+    declared_in: &mut HashMap<String, SourceLocation>,
+    name: String,
+    value: Dynamic,
+    location: SourceLocation,
+) -> Result<(), Diagnostic> {
+    if RESERVED_NAMES.contains(&name.as_str()) {
+        return Err(Diagnostic::error(
+            "rules::reserved-name",
+            format!("the constant `{name}` hides a name the engine gives its rules"),
+        )
+        .at(Some(location))
+        .hint(format!(
+            "give it another name; `{name}` means what the rules documentation says"
+        )));
+    }
+    if let Some(first) = declared_in.get(&name) {
+        return Err(Diagnostic::error(
+            "rules::duplicate",
+            format!(
+                "the constant `{name}` is already declared in {}:{}",
+                first.file, first.line
+            ),
+        )
+        .at(Some(location))
+        .hint("constants are shared by every function of the pack; give this one another name"));
+    }
+    let value = match Keywords::from_constant(&value) {
+        Some(Ok(keywords)) => Dynamic::from(keywords),
+        Some(Err(message)) => {
+            return Err(
+                Diagnostic::error("rules::keywords", format!("`{name}`: {message}"))
+                    .at(Some(location))
+                    .hint("check the phrases of this list"),
+            );
+        }
+        None => value,
+    };
+    shared.constants.insert(name.clone(), value);
+    declared_in.insert(name, location);
+    Ok(())
+}
+
+/// Where a keyword argument is a list or map written out in the call (or
+/// added to one, `products + ["sku"]`): the slow form, rebuilt per call.
+fn literal_list_at(expr: &Expr) -> Option<rhai::Position> {
+    match expr {
+        Expr::Array(..) | Expr::Map(..) if expr.is_constant() => Some(expr.position()),
+        Expr::DynamicConstant(value, pos) if value.is_array() || value.is_map() => Some(*pos),
+        Expr::FnCall(call, _) if call.name == "+" => call.args.iter().find_map(literal_list_at),
+        _ => None,
+    }
+}
+
+/// Warnings for keyword lists written inside functions
+/// (`match_keywords(text, #{ .. })`, `matches(text, [..])`): each call
+/// rebuilds the list as a value and looks its automaton up by content. A
+/// top-level `const` is compiled once, when the pack loads.
+fn literal_keyword_lists(file: &SourceFile, ast: &AST) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
+    ast.clone_functions_only().walk(&mut |path: &[ASTNode]| {
+        let (call, method) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _))) => (call, false),
+            Some(ASTNode::Expr(Expr::MethodCall(call, _))) => (call, true),
+            _ => return true,
+        };
+        let name = call.name.as_str();
+        if name == "match_keywords" || name == "matches" {
+            let arg = call.args.get(if method { 0 } else { 1 });
+            if let Some(pos) = arg.and_then(literal_list_at) {
+                found.push((name.to_owned(), pos));
+            }
+        }
+        true
+    });
+    found
+        .into_iter()
+        .map(|(name, pos)| {
+            let line = pos.line().unwrap_or(1);
+            let inside = enclosing_function(&file.text, line)
+                .map(|f| format!(" in function `{f}`"))
+                .unwrap_or_default();
+            let (form, example) = if name == "match_keywords" {
+                ("#{ group: [..] }", "match_keywords(text, TOPIC_WORDS)")
+            } else {
+                ("[..]", "matches(text, SOME_WORDS)")
+            };
+            Diagnostic::warning(
+                "rules::literal-keywords",
+                format!(
+                    "`{name}` is given a keyword list written out{inside}: the list is rebuilt \
+                     on every call"
+                ),
+            )
+            .at(Some(SourceLocation::new(
+                &file.path,
+                line,
+                pos.position().unwrap_or(1),
+            )))
+            .hint(format!(
+                "declare it once at the top of the file, `const SOME_WORDS = {form};`, and pass \
+                 it by name, `{example}`: a constant is compiled when the pack loads"
+            ))
+        })
+        .collect()
+}
+
 impl RuleSet {
     /// Compile rule files and guard expressions into a rule set.
     ///
@@ -200,8 +341,8 @@ impl RuleSet {
         let mut diags = Diagnostics::default();
         let limits = Limits::from_def(def.limits.as_ref());
         let engine = shared_engine(&limits);
-        let shared = match Shared::new(&def.settings, directory, calendars) {
-            Ok(s) => Arc::new(s),
+        let mut shared = match Shared::new(&def.settings, directory, calendars) {
+            Ok(s) => s,
             Err(message) => {
                 diags.push(
                     Diagnostic::error("rules::settings", message)
@@ -210,13 +351,18 @@ impl RuleSet {
                 return Err(diags);
             }
         };
-        let scope = shared.compile_scope(&[]);
-        let guard_scope = shared.compile_scope(&["c", "event", "now"]);
-
         let mut compiled = Vec::new();
         let mut found: HashMap<&str, RuleFn> = HashMap::new();
+        let mut warnings = Diagnostics::default();
+        // Where each constant is declared, to refuse a second one.
+        let mut declared_in: HashMap<String, SourceLocation> = HashMap::new();
         for file in files {
             let hash = short_hash(&[file.path.as_bytes(), file.text.as_bytes()]);
+            // The file's constants first: the compile below must know their
+            // names to accept them inside functions.
+            let constants = top_level_constants(&file.text);
+            let names: Vec<&str> = constants.iter().map(|(n, _)| n.as_str()).collect();
+            let scope = shared.compile_scope(&names);
             let mut ast = match engine.compile_with_scope(&scope, &*file.text) {
                 Ok(ast) => ast,
                 Err(err) => {
@@ -225,6 +371,18 @@ impl RuleSet {
                 }
             };
             ast.set_source(file.path.as_str());
+            for (name, value) in constants {
+                let location =
+                    SourceLocation::new(&file.path, const_line(&file.text, &name).unwrap_or(1), 1);
+                if let Err(d) =
+                    declare_constant(&mut shared, &mut declared_in, name, value, location)
+                {
+                    diags.push(d);
+                }
+            }
+            for warning in literal_keyword_lists(file, &ast) {
+                warnings.push(warning);
+            }
             let index = compiled.len();
             for meta in ast.iter_functions() {
                 let Some((name, params)) = WELL_KNOWN.iter().find(|(n, _)| *n == meta.name) else {
@@ -278,7 +436,11 @@ impl RuleSet {
             });
         }
 
-        // Guards see the functions of every file.
+        // Guards see the functions and the constants of every file.
+        let shared = Arc::new(shared);
+        let mut guard_names: Vec<&str> = vec!["c", "event", "now"];
+        guard_names.extend(shared.constants.keys().map(String::as_str));
+        let guard_scope = shared.compile_scope(&guard_names);
         let mut library = AST::empty();
         for file in &compiled {
             library = library.merge(&file.ast.clone_functions_only());
@@ -321,7 +483,6 @@ impl RuleSet {
             }
         }
 
-        let mut warnings = Diagnostics::default();
         if !files.is_empty() && found.is_empty() {
             warnings.push(
                 Diagnostic::warning(

@@ -610,6 +610,146 @@ fn rules_keywords_declared_in_settings() {
     assert!(route_of(&set, "hello").is_none());
 }
 
+/// A keyword constant at the top of a file decides exactly as the same
+/// list written inside the function, and is compiled once, with the set.
+#[test]
+fn rules_keyword_constants_match_like_literal_lists() {
+    let declared = one(
+        "rules/k.rhai",
+        r#"
+        fn route(c, event) {
+            let hits = match_keywords(event.text, TOPICS);
+            let calm = matches(event.text, TOPICS.calm);
+            let reason = `${join(hits.urgent, ",")}|${join(hits.calm, ",")}|${join(calm, ",")}`;
+            #{ team: "support", reason: `${reason}|${LIMIT}|${CALM_WORDS.len()}|${type_of(TOPICS)}` }
+        }
+        const TOPICS = #{ urgent: ["urgent", "急ぎ"], calm: ["not urgent", "急ぎません"] };
+        const CALM_WORDS = ["no rush", "whenever"];
+        const LIMIT = 3;
+        "#,
+    )
+    .unwrap();
+    assert!(declared.warnings().is_empty(), "{}", declared.warnings());
+    let literal = one(
+        "rules/k.rhai",
+        r#"
+        fn route(c, event) {
+            let hits = match_keywords(event.text, #{ urgent: ["urgent", "急ぎ"], calm: ["not urgent", "急ぎません"] });
+            let calm = matches(event.text, ["not urgent", "急ぎません"]);
+            let reason = `${join(hits.urgent, ",")}|${join(hits.calm, ",")}|${join(calm, ",")}`;
+            #{ team: "support", reason: `${reason}|3|2|Keywords` }
+        }
+        "#,
+    )
+    .unwrap();
+    for text in [
+        "ＵＲＧＥＮＴ please, 急ぎです",
+        "It is NOT URGENT. 急ぎません",
+        "urgent, or not urgent?",
+        "hello",
+    ] {
+        assert_eq!(
+            route_of(&declared, text).unwrap().reason,
+            route_of(&literal, text).unwrap().reason,
+            "{text}"
+        );
+    }
+    assert_eq!(
+        route_of(&declared, "NOT URGENT, urgent").unwrap().reason,
+        "urgent|not urgent|not urgent|3|2|Keywords"
+    );
+}
+
+/// Keyword lists stay usable as lists: iterated, indexed, combined.
+#[test]
+fn rules_keyword_constants_read_as_lists() {
+    let set = one(
+        "rules/k.rhai",
+        r#"
+        const WORDS = ["b", "a", "ＣＣ"];
+        const GROUPS = #{ x: ["one"], y: ["two", "three"] };
+        fn route(c, event) {
+            let seen = [];
+            for w in WORDS { seen.push(w); }
+            let more = WORDS + ["d"];
+            let reason = `${join(seen, "")}|${WORDS[0]}${WORDS[-1]}|${more.len()}|${WORDS.contains("a")}`
+                + `|${GROUPS.len()}|${GROUPS.y.len()}|${GROUPS.z == ()}|${join(matches(event.text, GROUPS), "+")}`;
+            #{ team: "support", reason: reason }
+        }
+        "#,
+    )
+    .unwrap();
+    assert_eq!(
+        route_of(&set, "three and one").unwrap().reason,
+        "baＣＣ|bＣＣ|4|true|2|2|true|one+three"
+    );
+}
+
+#[test]
+fn rules_keyword_constants_are_read_only_and_named_once() {
+    let set = one(
+        "rules/k.rhai",
+        "const WORDS = [\"a\"];\nfn route(c, event) { WORDS = [\"b\"]; \"support\" }",
+    );
+    // Assigning to a constant is refused when the file compiles or runs.
+    if let Ok(set) = set {
+        assert!(set.route(&Run::message("a").input()).is_err());
+    }
+
+    let reserved = one(
+        "rules/k.rhai",
+        "const settings = 1;\nfn route(c, event) { () }",
+    )
+    .expect_err("`settings` is the engine's");
+    let d = reserved.iter().next().unwrap();
+    assert_eq!(d.code, "rules::reserved-name");
+    assert_eq!(d.location.as_ref().unwrap().line, 1);
+
+    let twice = RuleSet::compile(
+        &[
+            SourceFile::new(
+                "rules/a.rhai",
+                "const WORDS = [\"a\"];\nfn route(c, event) { () }",
+            ),
+            SourceFile::new("rules/b.rhai", "\nconst WORDS = [\"b\"];"),
+        ],
+        &RulesDef::default(),
+        &[],
+        &directory(),
+        &Calendars::new(),
+    )
+    .expect_err("one name, two constants");
+    let d = twice.iter().next().unwrap();
+    assert_eq!(d.code, "rules::duplicate");
+    let at = d.location.as_ref().unwrap();
+    assert_eq!((at.file.as_str(), at.line), ("rules/b.rhai", 2));
+    assert!(d.message.contains("rules/a.rhai:1"), "{d}");
+}
+
+/// A keyword list written inside a function (rebuilt on every call) is a
+/// warning with its place; a list passed as a constant is not.
+#[test]
+fn rules_literal_keyword_lists_are_warned_about() {
+    let set = one(
+        "rules/k.rhai",
+        "fn route(c, event) {\n    let t = event.text;\n    let a = match_keywords(t, #{ x: [\"a\"] });\n    let b = t.matches([\"b\", \"c\"]);\n    let d = matches(t, (settings.words ?? []) + [\"d\"]);\n    let e = matches(t, WORDS);\n    ()\n}\nconst WORDS = [\"e\"];\n",
+    )
+    .unwrap();
+    let places: Vec<(usize, usize)> = set
+        .warnings()
+        .iter()
+        .map(|d| {
+            assert_eq!(d.code, "rules::literal-keywords", "{d}");
+            assert!(d.message.contains("in function `route`"), "{d}");
+            assert!(d.hint.as_ref().unwrap().contains("const"), "{d}");
+            let at = d.location.as_ref().unwrap();
+            (at.line, at.column)
+        })
+        .collect();
+    assert_eq!(places, [(3, 31), (4, 23), (5, 49)]);
+    assert!(pack().warnings().is_empty(), "{}", pack().warnings());
+}
+
 #[test]
 fn rules_business_days_use_the_configured_calendar() {
     #[derive(Debug)]

@@ -96,6 +96,12 @@ pub(crate) fn context() -> RhaiResultOf<CallContext> {
         .ok_or_else(|| "this helper can only be used while a rule runs".into())
 }
 
+/// Run `f` on what the running call shares, without cloning it (the
+/// variable resolver runs on every variable read); `None` outside a call.
+pub(crate) fn with_shared<T>(f: impl FnOnce(&Shared) -> T) -> Option<T> {
+    CONTEXT.with(|c| c.borrow().as_ref().map(|c| f(&c.shared)))
+}
+
 /// A read-only pointer into the caller's data, valid during one call.
 pub struct Borrowed<T> {
     ptr: NonNull<T>,
