@@ -430,6 +430,12 @@ pub struct Case {
     /// Customer contacts on this case (messages, calls, e-mails).
     #[serde(default)]
     pub contacts: u32,
+    /// Customer contacts since our last reply or call: a customer asking
+    /// again and again with no answer is more pressing than one who got
+    /// replies. A colleague's e-mail (the warehouse answering us) does not
+    /// count.
+    #[serde(default)]
+    pub contacts_since_reply: u32,
     /// The events applied to this case, in order: the input of a replay.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<EventId>,
@@ -459,6 +465,7 @@ impl Case {
             tags: BTreeSet::new(),
             fields: BTreeMap::new(),
             contacts: 0,
+            contacts_since_reply: 0,
             events: Vec::new(),
             history: Vec::new(),
         }

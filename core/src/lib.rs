@@ -10,6 +10,7 @@ pub mod action;
 pub mod audit;
 pub mod calendar;
 pub mod case;
+pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod diagnostic;

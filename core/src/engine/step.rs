@@ -231,6 +231,7 @@ impl Stepper<'_> {
                 });
                 if author == Author::Customer {
                     self.case.contacts += 1;
+                    self.case.contacts_since_reply += 1;
                     let record = &mut self.case.record;
                     let mut set = Vec::new();
                     if record.contact.is_none() {
@@ -279,6 +280,7 @@ impl Stepper<'_> {
                     // customer is not waiting for a reply.
                     if kind == "customer.call" && m.agent.is_some() {
                         self.meet_sla(clock);
+                        self.case.contacts_since_reply = 0;
                     }
                 }
             }
@@ -305,10 +307,12 @@ impl Stepper<'_> {
                         });
                         self.meet_sla(SlaKind::FirstReply);
                         self.meet_sla(SlaKind::NextReply);
+                        self.case.contacts_since_reply = 0;
                     }
                     "agent.call" => {
                         self.meet_sla(SlaKind::FirstReply);
                         self.meet_sla(SlaKind::NextReply);
+                        self.case.contacts_since_reply = 0;
                         let now = self.now;
                         let mut done = Vec::new();
                         for task in self

@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     pub keywords: KeywordCache,
     /// `settings.keywords.<name>`, compiled once.
     pub named_keywords: HashMap<String, Arc<KeywordSet>>,
+    /// The pack's classifiers, for `classify(name, text)`; set once, by
+    /// [`super::RuleSet::with_classifiers`].
+    pub classifiers: OnceLock<Arc<crate::classify::ClassifierSet>>,
 }
 
 impl Shared {
@@ -126,6 +129,7 @@ impl Shared {
             default_calendar,
             keywords: KeywordCache::default(),
             named_keywords,
+            classifiers: OnceLock::new(),
         })
     }
 
@@ -275,5 +279,6 @@ pub fn build_engine(limits: &Limits) -> Engine {
     engine.register_global_module(rhai::exported_module!(helpers::text).into());
     engine.register_global_module(rhai::exported_module!(helpers::promises).into());
     engine.register_global_module(rhai::exported_module!(helpers::customers).into());
+    super::classifiers::register(&mut engine);
     engine
 }

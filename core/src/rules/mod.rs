@@ -68,6 +68,7 @@
 //! ```
 
 mod calendars;
+mod classifiers;
 mod convert;
 mod engine;
 pub mod helpers;
