@@ -49,6 +49,26 @@ pub const FILES: &[(&str, &str)] = &[
         "rules/examples/tone.ja.yaml",
         include_str!("../rules/examples/tone.ja.yaml"),
     ),
+    (
+        "rules/examples/topic.en.more.yaml",
+        include_str!("../rules/examples/topic.en.more.yaml"),
+    ),
+    (
+        "rules/examples/topic.ja.more.yaml",
+        include_str!("../rules/examples/topic.ja.more.yaml"),
+    ),
+    (
+        "rules/examples/topic.chat.yaml",
+        include_str!("../rules/examples/topic.chat.yaml"),
+    ),
+    (
+        "rules/examples/tone.en.more.yaml",
+        include_str!("../rules/examples/tone.en.more.yaml"),
+    ),
+    (
+        "rules/examples/tone.ja.more.yaml",
+        include_str!("../rules/examples/tone.ja.more.yaml"),
+    ),
 ];
 
 /// A reader serving the embedded files.

@@ -65,6 +65,8 @@ pub struct Model {
     vocab: FeatureMap,
     /// Feature id -> the n-gram as text, for explanations.
     names: Vec<String>,
+    /// Feature id -> whether it is a word n-gram (else characters).
+    is_word: Vec<bool>,
     idf: Vec<f64>,
     /// `weights[f * labels + l]`.
     weights: Vec<f64>,
@@ -132,7 +134,7 @@ impl Model {
             .collect();
 
         // Vocabulary: every n-gram seen, ids in the order of their text.
-        let mut seen: HashMap<u64, (String, u32)> = HashMap::new();
+        let mut seen: HashMap<u64, (String, u32, bool)> = HashMap::new();
         let mut per_example: Vec<Vec<u64>> = Vec::with_capacity(examples.len());
         for e in &examples {
             let chars = prepare(&e.text);
@@ -140,7 +142,7 @@ impl Model {
             each_feature(&chars, |h, start, len, word| {
                 hashes.push(h);
                 seen.entry(h)
-                    .or_insert_with(|| (feature_text(&chars, start, len, word), 0));
+                    .or_insert_with(|| (feature_text(&chars, start, len, word), 0, word));
             });
             hashes.sort_unstable();
             let mut distinct = hashes.clone();
@@ -152,18 +154,20 @@ impl Model {
             }
             per_example.push(hashes);
         }
-        let mut order: Vec<(u64, String, u32)> = seen
+        let mut order: Vec<(u64, String, u32, bool)> = seen
             .into_iter()
-            .map(|(h, (name, df))| (h, name, df))
+            .map(|(h, (name, df, word))| (h, name, df, word))
             .collect();
         order.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
         let n = examples.len() as f64;
         let mut vocab = FeatureMap::default();
         let mut names = Vec::with_capacity(order.len());
         let mut idf = Vec::with_capacity(order.len());
-        for (id, (h, name, df)) in order.into_iter().enumerate() {
+        let mut is_word = Vec::with_capacity(order.len());
+        for (id, (h, name, df, word)) in order.into_iter().enumerate() {
             vocab.insert(h, id as u32);
             names.push(name);
+            is_word.push(word);
             idf.push(ln((1.0 + n) / (1.0 + f64::from(df))) + 1.0);
         }
 
@@ -200,6 +204,7 @@ impl Model {
             threshold,
             vocab,
             names,
+            is_word,
             idf,
             weights,
             bias,
@@ -254,8 +259,9 @@ impl Model {
         }
         out.extend_from_slice(&self.threshold.to_bits().to_le_bytes());
         out.extend_from_slice(&(self.names.len() as u64).to_le_bytes());
-        for (name, idf) in self.names.iter().zip(&self.idf) {
+        for ((name, idf), word) in self.names.iter().zip(&self.idf).zip(&self.is_word) {
             text(&mut out, name);
+            out.push(u8::from(*word));
             out.extend_from_slice(&idf.to_bits().to_le_bytes());
         }
         for w in self.weights.iter().chain(&self.bias) {
@@ -349,7 +355,7 @@ impl Model {
         let mut ngrams: Vec<(String, f64)> = Vec::new();
         for (f, c) in moved {
             let name = self.names[f as usize].trim().to_owned();
-            if name.is_empty() || ngrams.iter().any(|(n, _)| n.contains(&name)) {
+            if !readable(&name, self.is_word[f as usize]) || ngrams.iter().any(|(n, _)| n.contains(&name)) {
                 continue;
             }
             // A longer n-gram that holds a chosen one replaces it.
@@ -388,6 +394,16 @@ impl Model {
         }
         best.map(|(i, s)| (self.examples[i].clone(), s))
     }
+}
+
+/// Whether an n-gram says something to a reader: a word n-gram
+/// (`money back`), or characters of a script without spaces (`返金`); not
+/// a fragment of a Latin word (`efu`) or across a word boundary (`s i`).
+fn readable(name: &str, is_word: bool) -> bool {
+    is_word
+        || (!name.is_empty()
+            && !name.contains(' ')
+            && name.chars().any(|c| !c.is_ascii() && c.is_alphanumeric()))
 }
 
 /// TF-IDF of a bag of feature ids: (1 + ln tf) × idf, L2-normalised.
