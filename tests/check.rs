@@ -38,11 +38,15 @@ fn embedded_pack_is_valid() {
 
 #[test]
 fn embedded_pack_is_the_rules_directory() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(root().join("rules"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "rhai"))
-        .map(|p| format!("rules/{}", p.file_name().unwrap().to_string_lossy()))
+    let mut on_disk: Vec<String> = ["rules", "rules/examples"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(root().join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "rhai"))
+                .map(move |p| format!("{dir}/{}", p.file_name().unwrap().to_string_lossy()))
+        })
         .collect();
     on_disk.sort();
     let mut embedded: Vec<String> = casework::pack::FILES

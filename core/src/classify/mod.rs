@@ -40,6 +40,9 @@ pub mod examples;
 pub mod features;
 mod model;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
