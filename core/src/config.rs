@@ -797,7 +797,14 @@ impl Loader<'_> {
                     .or_else(|| index.key(&format!("classifiers.{name}")))
             };
             let (_, diags) = source.examples(&at);
-            self.diags.0.extend(diags.0);
+            // A missing file already explains why labels lack examples.
+            let all_read = source.files.len() == def.examples.len();
+            self.diags.0.extend(
+                diags
+                    .0
+                    .into_iter()
+                    .filter(|d| all_read || d.code != "classify::too-few-examples"),
+            );
             out.push(source);
         }
         (out, shown)

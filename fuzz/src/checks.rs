@@ -201,12 +201,17 @@ pub fn classify(data: &[u8]) {
     };
     static PACK: OnceLock<casework::rules::RuleSet> = OnceLock::new();
     let rules = PACK.get_or_init(|| casework::load(None).expect("the default pack compiles").1);
-    let set = rules.classifiers().expect("the default pack has classifiers");
+    let set = rules
+        .classifiers()
+        .expect("the default pack has classifiers");
     for name in set.names() {
         let model = set.get(name).expect("a named model");
         check_prediction(model, text);
         if let Ok(Some(v)) = set.classify(name, text) {
-            assert!(v.confidence >= model.threshold() && v.confidence <= 1.0, "{v:?}");
+            assert!(
+                v.confidence >= model.threshold() && v.confidence <= 1.0,
+                "{v:?}"
+            );
             assert!(model.labels().contains(&v.label));
         }
     }
@@ -221,7 +226,10 @@ pub fn classify(data: &[u8]) {
         labels.dedup();
         let model = Model::train(&labels, found, 0.5);
         check_prediction(&model, text);
-        assert_eq!(model.to_bytes(), Model::train(&labels, found, 0.5).to_bytes());
+        assert_eq!(
+            model.to_bytes(),
+            Model::train(&labels, found, 0.5).to_bytes()
+        );
     }
 }
 
@@ -232,7 +240,11 @@ fn check_prediction(model: &casework::classify::Model, text: &str) {
     };
     let sum: f64 = p.probabilities.iter().sum();
     assert!((sum - 1.0).abs() < 1e-9, "probabilities sum to {sum}");
-    assert!(p.probabilities.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x)));
+    assert!(
+        p.probabilities
+            .iter()
+            .all(|x| x.is_finite() && (0.0..=1.0).contains(x))
+    );
     assert!(p.best < model.labels().len());
     let _ = model.explain(text);
 }

@@ -57,7 +57,9 @@ pub fn run(args: Args) -> ExitCode {
         },
     };
     if loaded.classifiers.is_empty() && labeled.is_none() {
-        out!("{shown}: no classifiers to evaluate (add a `classifiers:` section, or pass --on FILE for the rules)");
+        out!(
+            "{shown}: no classifiers to evaluate (add a `classifiers:` section, or pass --on FILE for the rules)"
+        );
         return ExitCode::SUCCESS;
     }
     let mut failed = false;
@@ -93,7 +95,9 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     if failed {
-        eprintln!("{shown}: a classifier is under its min_accuracy; add examples where it is confused (above), then run `casework eval` again");
+        eprintln!(
+            "{shown}: a classifier is under its min_accuracy; add examples where it is confused (above), then run `casework eval` again"
+        );
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
@@ -127,7 +131,10 @@ fn evaluate(source: &ClassifierSource, labeled: Option<&[LabeledMessage]>) -> Op
             source.def.folds.unwrap_or(DEFAULT_FOLDS),
         )),
         Some(messages) => {
-            let held: Vec<_> = messages.iter().filter_map(|m| m.example(&source.name)).collect();
+            let held: Vec<_> = messages
+                .iter()
+                .filter_map(|m| m.example(&source.name))
+                .collect();
             if held.is_empty() {
                 return None;
             }
@@ -168,7 +175,13 @@ fn print_report(source: &ClassifierSource, r: &Report, held_out: bool, misses: u
         r.abstained,
         pct(r.confident_accuracy)
     );
-    let width = r.labels.iter().map(|l| l.chars().count()).max().unwrap_or(5).max(5);
+    let width = r
+        .labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     out!("  {:<width$}  examples  precision  recall", "label");
     for s in &r.per_label {
         out!(
@@ -180,7 +193,13 @@ fn print_report(source: &ClassifierSource, r: &Report, held_out: bool, misses: u
         );
     }
     out!("  confusion (rows: expected, columns: predicted)");
-    let col = r.labels.iter().map(|l| l.chars().count()).max().unwrap_or(5).max(5);
+    let col = r
+        .labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let header: Vec<String> = r.labels.iter().map(|l| format!("{l:>col$}")).collect();
     out!("  {:<width$}  {}", "", header.join(" "));
     for (label, row) in r.labels.iter().zip(&r.confusion) {
@@ -256,8 +275,13 @@ fn rules_agreement(
             continue;
         }
         let id = CaseId::from(format!("EVAL-{}", i + 1).as_str());
-        let event = Event::new(format!("eval-{}", i + 1), start, "customer.message", Some(id.clone()))
-            .with("text", &m.text);
+        let event = Event::new(
+            format!("eval-{}", i + 1),
+            start,
+            "customer.message",
+            Some(id.clone()),
+        )
+        .with("text", &m.text);
         if let Err(e) = engine.handle(event) {
             eprintln!("{}: error: the engine refused the message: {e}", m.location);
             return Err(ExitCode::FAILURE);
@@ -290,7 +314,10 @@ fn rules_agreement(
             }
         }
     }
-    Ok([team, urgency].into_iter().filter(|a| a.messages > 0).collect())
+    Ok([team, urgency]
+        .into_iter()
+        .filter(|a| a.messages > 0)
+        .collect())
 }
 
 fn print_agreement(a: &Agreement) {

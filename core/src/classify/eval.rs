@@ -51,7 +51,12 @@ pub struct Report {
 }
 
 /// Cross-validate: train on k-1 folds, test on the one left, k times.
-pub fn cross_validate(labels: &[String], examples: &[Example], threshold: f64, folds: usize) -> Report {
+pub fn cross_validate(
+    labels: &[String],
+    examples: &[Example],
+    threshold: f64,
+    folds: usize,
+) -> Report {
     let folds = folds.max(2);
     let mut sorted: Vec<&Example> = examples
         .iter()
@@ -82,7 +87,11 @@ pub fn cross_validate(labels: &[String], examples: &[Example], threshold: f64, f
             results.push(((*e).clone(), model.predict(&e.text)));
         }
     }
-    report(labels, threshold, results.iter().map(|(e, p)| (e, p.as_ref())))
+    report(
+        labels,
+        threshold,
+        results.iter().map(|(e, p)| (e, p.as_ref())),
+    )
 }
 
 /// Test a trained model on labeled examples it has not seen.
@@ -93,7 +102,11 @@ pub fn holdout(model: &Model, examples: &[Example]) -> Report {
         .filter(|e| labels.contains(&e.label))
         .map(|e| (e, model.predict(&e.text)))
         .collect();
-    report(labels, model.threshold(), results.iter().map(|(e, p)| (*e, p.as_ref())))
+    report(
+        labels,
+        model.threshold(),
+        results.iter().map(|(e, p)| (*e, p.as_ref())),
+    )
 }
 
 fn report<'a>(

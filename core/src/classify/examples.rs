@@ -354,7 +354,10 @@ mod tests {
         assert_eq!(examples[1].label, "billing");
         assert_eq!(examples[1].location.to_string(), "t.yaml:3:10");
 
-        let map = SourceFile::new("t.yml", "billing:\n  - money back\n  - 返金\nshipping: [late]\n");
+        let map = SourceFile::new(
+            "t.yml",
+            "billing:\n  - money back\n  - 返金\nshipping: [late]\n",
+        );
         let (examples, diags) = parse(&map);
         assert!(diags.is_empty(), "{diags}");
         assert_eq!(examples.len(), 3);
@@ -373,7 +376,10 @@ mod tests {
         assert_eq!(messages[0].example("topic").unwrap().label, "billing");
         assert_eq!(messages[0].expect["team"], "billing");
         assert!(messages[0].example("tone").is_none());
-        assert_eq!(diags.iter().next().unwrap().location.as_ref().unwrap().line, 2);
+        assert_eq!(
+            diags.iter().next().unwrap().location.as_ref().unwrap().line,
+            2
+        );
     }
 
     #[test]
@@ -381,6 +387,9 @@ mod tests {
         let (_, diags) = parse(&SourceFile::new("a.yaml", "billing: [\"  \"]\n"));
         assert_eq!(diags.iter().next().unwrap().code, "classify::bad-example");
         let (_, diags) = parse(&SourceFile::new("a.csv", "text,label\n"));
-        assert_eq!(diags.iter().next().unwrap().code, "classify::example-format");
+        assert_eq!(
+            diags.iter().next().unwrap().code,
+            "classify::example-format"
+        );
     }
 }

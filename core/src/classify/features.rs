@@ -46,9 +46,7 @@ impl Fnv {
 
     pub fn char(self, c: char) -> Fnv {
         let mut buf = [0u8; 4];
-        c.encode_utf8(&mut buf)
-            .bytes()
-            .fold(self, |h, b| h.byte(b))
+        c.encode_utf8(&mut buf).bytes().fold(self, |h, b| h.byte(b))
     }
 
     pub fn finish(self) -> u64 {
@@ -80,8 +78,12 @@ pub fn body(text: &str) -> String {
 fn is_rule_line(t: &str) -> bool {
     let n = t.chars().count();
     n >= 4
-        && t.chars()
-            .all(|c| matches!(c, '-' | '=' | '_' | '─' | '━' | '―' | '＝' | '＿' | '*' | '～'))
+        && t.chars().all(|c| {
+            matches!(
+                c,
+                '-' | '=' | '_' | '─' | '━' | '―' | '＝' | '＿' | '*' | '～'
+            )
+        })
         && !t.starts_with("----- ")
 }
 
@@ -91,8 +93,7 @@ fn opens_quote(t: &str) -> bool {
         || (lower.starts_with("on ") && lower.ends_with("wrote:"))
         || lower.ends_with("書きました:")
         || lower.ends_with("書きました：")
-        || lower.starts_with("from: ")
-            && (lower.contains('@') || lower.contains("sent:"))
+        || lower.starts_with("from: ") && (lower.contains('@') || lower.contains("sent:"))
         || lower.starts_with("差出人:")
         || lower.starts_with("差出人：")
 }
@@ -101,7 +102,20 @@ fn opens_quote(t: &str) -> bool {
 /// at most [`MAX_CHARS`] characters, padded with one space at each end so
 /// that n-grams see where words start and end.
 pub fn prepare(text: &str) -> Vec<char> {
-    let normalized = crate::rules::normalize(&body(text));
+    let body = body(text);
+    // The keyword helpers' normalisation, skipping the NFKC pass for text
+    // that is already in NFKC (most messages), where it changes nothing.
+    let normalized = if unicode_normalization::is_nfkc_quick(body.chars())
+        == unicode_normalization::IsNormalized::Yes
+    {
+        if body.chars().any(char::is_uppercase) {
+            body.to_lowercase()
+        } else {
+            body
+        }
+    } else {
+        crate::rules::normalize(&body)
+    };
     let mut chars = Vec::with_capacity(normalized.len().min(MAX_CHARS) + 2);
     chars.push(' ');
     for c in normalized.chars() {
@@ -217,7 +231,8 @@ mod tests {
     fn quoted_replies_and_signatures_are_not_read() {
         let mail = "Where is my parcel?\n\nOn Mon, Jo wrote:\n> I want a refund\n";
         assert_eq!(body(mail), "Where is my parcel?\n\n");
-        let mail = "返金してください\n> 古い引用\nよろしく\n--\n山田 太郎\n経理部 invoice@example.com";
+        let mail =
+            "返金してください\n> 古い引用\nよろしく\n--\n山田 太郎\n経理部 invoice@example.com";
         assert_eq!(body(mail), "返金してください\nよろしく\n");
         let mail = "届きません\n――――――――\n株式会社サンプル 配送部";
         assert_eq!(body(mail), "届きません\n");

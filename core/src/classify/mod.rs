@@ -43,7 +43,6 @@ mod model;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use indexmap::IndexMap;
@@ -121,14 +120,15 @@ impl ClassifierSource {
                 kept.push(e);
                 continue;
             }
-            let hint = match crate::workflow::did_you_mean(&e.label, labels.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!(
-                    "use one of its labels ({}) or add `{}` to `classifiers.{name}.labels`",
-                    labels.join(", "),
-                    e.label
-                ),
-            };
+            let hint =
+                match crate::workflow::did_you_mean(&e.label, labels.iter().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "use one of its labels ({}) or add `{}` to `classifiers.{name}.labels`",
+                        labels.join(", "),
+                        e.label
+                    ),
+                };
             diags.push(
                 Diagnostic::error(
                     "classify::unknown-label",
@@ -184,7 +184,9 @@ impl ClassifierSource {
             diags.push(
                 Diagnostic::error(
                     "classify::bad-folds",
-                    format!("classifier `{name}` asks for {k} fold(s); cross-validation needs 2 or more"),
+                    format!(
+                        "classifier `{name}` asks for {k} fold(s); cross-validation needs 2 or more"
+                    ),
                 )
                 .at(at("folds"))
                 .hint("write `folds: 5`, or remove it"),
@@ -325,7 +327,9 @@ impl ClassifierSet {
                 )
             });
         };
-        Ok(model.confident(text).map(|(p, r)| Verdict::new(model, &p, r)))
+        Ok(model
+            .confident(text)
+            .map(|(p, r)| Verdict::new(model, &p, r)))
     }
 }
 
@@ -353,15 +357,14 @@ impl Verdict {
                 .collect();
             why.push_str(&format!("words {}", grams.join(", ")));
         }
-        if let Some((e, sim)) = &reasons.nearest {
+        if let Some((e, _)) = &reasons.nearest {
             if !why.is_empty() {
                 why.push_str("; ");
             }
             why.push_str(&format!(
-                "like the example \"{}\" ({}, similarity {:.2})",
+                "like the example \"{}\" ({})",
                 snippet(&e.text, 60),
-                e.location,
-                sim
+                e.location
             ));
         }
         Verdict {
@@ -381,13 +384,4 @@ pub fn snippet(text: &str, max: usize) -> String {
         out.push('…');
     }
     out
-}
-
-/// Labels of every classifier by name: what `casework eval --on` reads
-/// from a labeled file's keys.
-pub fn label_sets(sources: &[ClassifierSource]) -> HashMap<&str, &[String]> {
-    sources
-        .iter()
-        .map(|s| (s.name.as_str(), s.def.labels.as_slice()))
-        .collect()
 }

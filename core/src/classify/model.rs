@@ -32,7 +32,7 @@ const ETA0: f64 = 2.0;
 /// more from the weights the rare n-grams earn than from shrinking them.
 const LAMBDA: f64 = 2e-5;
 /// Query n-grams used to look for the nearest example (the heaviest).
-const NEAREST_FEATURES: usize = 32;
+const NEAREST_FEATURES: usize = 16;
 /// Seed of the per-epoch shuffle.
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -74,7 +74,8 @@ pub struct Model {
     /// The examples, in canonical order, for "nearest example".
     examples: Vec<Example>,
     example_labels: Vec<u32>,
-    /// Postings: feature id -> (example, weight), as offsets into `postings`.
+    /// Postings: (label, feature id) -> (example, weight), as offsets
+    /// into `postings` (key label × features + feature).
     offsets: Vec<u32>,
     postings: Vec<(u32, f32)>,
     hash: String,
@@ -119,14 +120,24 @@ impl Model {
             .filter(|e| label_index.contains_key(e.label.as_str()))
             .cloned()
             .collect();
+        // Canonical order: by label (so each label's examples are one
+        // run, for the nearest-example search), then text and place.
         examples.sort_by(|a, b| {
-            (&a.text, &a.label, &a.location.file, a.location.line, a.location.column).cmp(&(
-                &b.text,
-                &b.label,
-                &b.location.file,
-                b.location.line,
-                b.location.column,
-            ))
+            let (la, lb) = (label_index[a.label.as_str()], label_index[b.label.as_str()]);
+            (
+                la,
+                &a.text,
+                &a.location.file,
+                a.location.line,
+                a.location.column,
+            )
+                .cmp(&(
+                    lb,
+                    &b.text,
+                    &b.location.file,
+                    b.location.line,
+                    b.location.column,
+                ))
         });
         let example_labels: Vec<u32> = examples
             .iter()
@@ -178,11 +189,14 @@ impl Model {
 
         let (weights, bias) = sgd(&vectors, &example_labels, labels.len(), names.len());
 
-        // Postings for the nearest example.
-        let mut counts = vec![0u32; names.len() + 1];
-        for v in &vectors {
+        // Postings for the nearest example, per label and feature:
+        // key = label × features + feature.
+        let n_features = names.len();
+        let key = |label: u32, f: u32| label as usize * n_features + f as usize;
+        let mut counts = vec![0u32; labels.len() * n_features + 1];
+        for (v, &y) in vectors.iter().zip(&example_labels) {
             for &(f, _) in v {
-                counts[f as usize + 1] += 1;
+                counts[key(y, f) + 1] += 1;
             }
         }
         for i in 1..counts.len() {
@@ -191,9 +205,9 @@ impl Model {
         let offsets = counts.clone();
         let mut fill = counts;
         let mut postings = vec![(0u32, 0f32); *offsets.last().unwrap_or(&0) as usize];
-        for (ei, v) in vectors.iter().enumerate() {
+        for (ei, (v, &y)) in vectors.iter().zip(&example_labels).enumerate() {
             for &(f, w) in v {
-                let slot = &mut fill[f as usize];
+                let slot = &mut fill[key(y, f)];
                 postings[*slot as usize] = (ei as u32, w as f32);
                 *slot += 1;
             }
@@ -312,7 +326,11 @@ impl Model {
         }
         let probabilities = softmax(&self.scores(v));
         let mut order: Vec<usize> = (0..probabilities.len()).collect();
-        order.sort_by(|&a, &b| probabilities[b].total_cmp(&probabilities[a]).then(a.cmp(&b)));
+        order.sort_by(|&a, &b| {
+            probabilities[b]
+                .total_cmp(&probabilities[a])
+                .then(a.cmp(&b))
+        });
         Some(Prediction {
             best: order[0],
             runner_up: order.get(1).copied(),
@@ -351,11 +369,19 @@ impl Model {
             })
             .filter(|&(_, c)| c > 0.0)
             .collect();
-        moved.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Only the heaviest few can be shown: select them, then sort those.
+        let by_weight = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if moved.len() > 24 {
+            moved.select_nth_unstable_by(23, by_weight);
+            moved.truncate(24);
+        }
+        moved.sort_by(by_weight);
         let mut ngrams: Vec<(String, f64)> = Vec::new();
         for (f, c) in moved {
             let name = self.names[f as usize].trim().to_owned();
-            if !readable(&name, self.is_word[f as usize]) || ngrams.iter().any(|(n, _)| n.contains(&name)) {
+            if !readable(&name, self.is_word[f as usize])
+                || ngrams.iter().any(|(n, _)| n.contains(&name))
+            {
                 continue;
             }
             // A longer n-gram that holds a chosen one replaces it.
@@ -376,20 +402,33 @@ impl Model {
     /// stay short).
     fn nearest(&self, v: &Vector, label: usize) -> Option<(Example, f64)> {
         let mut heavy: Vec<(u32, f64)> = v.clone();
-        heavy.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        heavy.truncate(NEAREST_FEATURES);
-        let mut sims = vec![0f64; self.examples.len()];
+        if heavy.len() > NEAREST_FEATURES {
+            heavy.select_nth_unstable_by(NEAREST_FEATURES - 1, |a, b| {
+                b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+            });
+            heavy.truncate(NEAREST_FEATURES);
+        }
+        // The label's examples are one run of the canonical order.
+        let start = self
+            .example_labels
+            .partition_point(|&y| (y as usize) < label);
+        let end = self
+            .example_labels
+            .partition_point(|&y| (y as usize) <= label);
+        let mut sims = vec![0f64; end - start];
+        let n_features = self.names.len();
         for (f, x) in heavy {
-            let from = self.offsets[f as usize] as usize;
-            let to = self.offsets[f as usize + 1] as usize;
+            let key = label * n_features + f as usize;
+            let from = self.offsets[key] as usize;
+            let to = self.offsets[key + 1] as usize;
             for &(e, w) in &self.postings[from..to] {
-                sims[e as usize] += x * f64::from(w);
+                sims[e as usize - start] += x * f64::from(w);
             }
         }
         let mut best: Option<(usize, f64)> = None;
         for (i, &s) in sims.iter().enumerate() {
-            if self.example_labels[i] as usize == label && s > best.map_or(0.0, |b| b.1) {
-                best = Some((i, s));
+            if s > best.map_or(0.0, |b| b.1) {
+                best = Some((start + i, s));
             }
         }
         best.map(|(i, s)| (self.examples[i].clone(), s))
@@ -418,8 +457,10 @@ fn tf_idf(ids: impl Iterator<Item = u32>, idf: &[f64]) -> Vector {
         while j < ids.len() && ids[j] == f {
             j += 1;
         }
-        let tf = (j - i) as f64;
-        v.push((f, (1.0 + ln(tf)) * idf[f as usize]));
+        // Most n-grams occur once in a message: ln 1 = 0 needs no series.
+        let tf = j - i;
+        let damped = if tf == 1 { 1.0 } else { 1.0 + ln(tf as f64) };
+        v.push((f, damped * idf[f as usize]));
         i = j;
     }
     let norm = v.iter().map(|(_, x)| x * x).sum::<f64>().sqrt();
@@ -433,7 +474,12 @@ fn tf_idf(ids: impl Iterator<Item = u32>, idf: &[f64]) -> Vector {
 
 /// Softmax regression by SGD with L2 (the weight decay applied through one
 /// scale factor, so a step costs only the example's non-zero features).
-fn sgd(vectors: &[Vector], labels: &[u32], n_labels: usize, n_features: usize) -> (Vec<f64>, Vec<f64>) {
+fn sgd(
+    vectors: &[Vector],
+    labels: &[u32],
+    n_labels: usize,
+    n_features: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let l = n_labels;
     let mut v = vec![0f64; n_features * l];
     let mut bias = vec![0f64; l];
@@ -441,6 +487,25 @@ fn sgd(vectors: &[Vector], labels: &[u32], n_labels: usize, n_features: usize) -
     let mut order: Vec<usize> = (0..vectors.len()).collect();
     let mut rng = SEED;
     let mut scores = vec![0f64; l];
+    let mut step = vec![0f64; l];
+    // Each label weighs as much as the others, however many examples it
+    // has: a new topic taught with 20 examples beside topics with 200 is
+    // not drowned out (the gradient of an example is scaled by
+    // n / (labels × examples of its label)).
+    let mut counts = vec![0usize; l];
+    for &y in labels {
+        counts[y as usize] += 1;
+    }
+    let weight: Vec<f64> = counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                vectors.len() as f64 / (l as f64 * c as f64)
+            }
+        })
+        .collect();
     for epoch in 0..EPOCHS {
         // Fisher-Yates with xorshift64*: the same order on every machine.
         for i in (1..order.len()).rev() {
@@ -462,12 +527,22 @@ fn sgd(vectors: &[Vector], labels: &[u32], n_labels: usize, n_features: usize) -
             }
             let p = softmax(&scores);
             scale *= 1.0 - eta * LAMBDA;
+            let w = weight[labels[ei] as usize];
+            let mut any = false;
             for (k, pk) in p.iter().enumerate() {
-                let g = pk - if k as u32 == labels[ei] { 1.0 } else { 0.0 };
+                let g = w * (pk - if k as u32 == labels[ei] { 1.0 } else { 0.0 });
                 bias[k] -= eta * g * 0.1;
-                let step = eta * g / scale;
+                step[k] = eta * g / scale;
+                // An example the model already gets right to 1e-9 moves
+                // nothing: skip its features (most of the late epochs).
+                any |= g.abs() > 1e-9;
+            }
+            if any {
                 for &(f, xf) in x {
-                    v[f as usize * l + k] -= step * xf;
+                    let row = &mut v[f as usize * l..f as usize * l + l];
+                    for (w, s) in row.iter_mut().zip(&step) {
+                        *w -= s * xf;
+                    }
                 }
             }
             if scale < 1e-6 {
@@ -575,11 +650,17 @@ mod tests {
     fn exp_and_ln_match_the_platform_closely() {
         for x in [-30.0, -2.5, -0.1, 0.0, 1e-9, 0.5, 1.0, 3.3, 20.0, 700.0] {
             let (ours, std) = (exp(x), x.exp());
-            assert!(((ours - std) / std).abs() < 1e-14, "exp({x}): {ours} vs {std}");
+            assert!(
+                ((ours - std) / std).abs() < 1e-14,
+                "exp({x}): {ours} vs {std}"
+            );
         }
         for x in [1e-300, 1e-5, 0.3, 1.0, 2.0, 10.0, 12345.678, 1e300] {
             let (ours, std) = (ln(x), x.ln());
-            assert!((ours - std).abs() < 1e-13 * std.abs().max(1.0), "ln({x}): {ours} vs {std}");
+            assert!(
+                (ours - std).abs() < 1e-13 * std.abs().max(1.0),
+                "ln({x}): {ours} vs {std}"
+            );
         }
         assert_eq!(exp(-1000.0), 0.0);
         assert!(ln(-1.0).is_nan());

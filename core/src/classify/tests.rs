@@ -11,9 +11,21 @@ use crate::diagnostic::SourceLocation;
 fn text() -> impl Strategy<Value = String> {
     proptest::collection::vec(
         prop_oneof![
-            Just("refund"), Just("money"), Just("back"), Just("where"), Just("parcel"),
-            Just("返金"), Just("荷物"), Just("届"), Just("ｻｲｽﾞ"), Just("ＲＥＦＵＮＤ"),
-            Just("Size"), Just("!"), Just(" "), Just("\n> quoted"), Just("--\nsig"),
+            Just("refund"),
+            Just("money"),
+            Just("back"),
+            Just("where"),
+            Just("parcel"),
+            Just("返金"),
+            Just("荷物"),
+            Just("届"),
+            Just("ｻｲｽﾞ"),
+            Just("ＲＥＦＵＮＤ"),
+            Just("Size"),
+            Just("!"),
+            Just(" "),
+            Just("\n> quoted"),
+            Just("--\nsig"),
         ],
         0..12,
     )
@@ -138,17 +150,43 @@ fn a_set_checks_labels_and_counts_and_says_where() {
     let (_, diags) = source.examples(&|_| None);
     let codes: Vec<(&str, String)> = diags
         .iter()
-        .map(|d| (d.code, d.location.as_ref().map(ToString::to_string).unwrap_or_default()))
+        .map(|d| {
+            (
+                d.code,
+                d.location
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            )
+        })
         .collect();
-    assert!(codes.contains(&("classify::unknown-label", "t.yaml:2:11".into())), "{codes:?}");
-    assert!(codes.iter().any(|(c, _)| *c == "classify::too-few-examples"), "{codes:?}");
-    assert!(codes.iter().any(|(c, _)| *c == "classify::bad-threshold"), "{codes:?}");
-    let unknown = diags.iter().find(|d| d.code == "classify::unknown-label").unwrap();
+    assert!(
+        codes.contains(&("classify::unknown-label", "t.yaml:2:11".into())),
+        "{codes:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .any(|(c, _)| *c == "classify::too-few-examples"),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().any(|(c, _)| *c == "classify::bad-threshold"),
+        "{codes:?}"
+    );
+    let unknown = diags
+        .iter()
+        .find(|d| d.code == "classify::unknown-label")
+        .unwrap();
     assert_eq!(unknown.hint.as_deref(), Some("did you mean `shipping`?"));
 }
 
 #[test]
 fn an_unknown_classifier_names_the_known_ones() {
     let set = ClassifierSet::default();
-    assert!(set.classify("topic", "x").unwrap_err().contains("defines none"));
+    assert!(
+        set.classify("topic", "x")
+            .unwrap_err()
+            .contains("defines none")
+    );
 }

@@ -34,7 +34,10 @@ pub(crate) fn register(engine: &mut Engine) {
             Ok(verdict.map_or(Dynamic::UNIT, |v| {
                 let mut map = Map::new();
                 map.insert("label".into(), v.label.into());
-                map.insert("confidence".into(), Dynamic::from_float(round3(v.confidence)));
+                map.insert(
+                    "confidence".into(),
+                    Dynamic::from_float(round3(v.confidence)),
+                );
                 map.insert(
                     "runner_up".into(),
                     v.runner_up.map_or(Dynamic::UNIT, Dynamic::from),

@@ -95,8 +95,11 @@ fn pack() -> RuleSet {
 /// example files as the pack loads them.
 fn pack_classifiers() -> Arc<crate::classify::ClassifierSet> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/casework.yaml");
-    let loaded = crate::config::load(root).unwrap_or_else(|d| panic!("the default pack loads:\n{d}"));
-    Arc::new(crate::classify::ClassifierSet::train(&loaded.classifiers).expect("its classifiers train"))
+    let loaded =
+        crate::config::load(root).unwrap_or_else(|d| panic!("the default pack loads:\n{d}"));
+    Arc::new(
+        crate::classify::ClassifierSet::train(&loaded.classifiers).expect("its classifiers train"),
+    )
 }
 
 fn one(path: &str, text: &str) -> Result<RuleSet, crate::diagnostic::Diagnostics> {
