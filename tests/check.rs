@@ -459,7 +459,9 @@ fn check_of_a_missing_file_fails() {
 fn broken_copy_of_the_pack_lists_every_error() {
     let dir = scratch("broken-pack");
     for (path, text) in casework::pack::FILES {
-        let name = Path::new(path).file_name().unwrap();
+        // Keep the layout under rules/ (the classifiers' examples/).
+        let name = Path::new(path).strip_prefix("rules").unwrap();
+        std::fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
         std::fs::write(dir.join(name), text).unwrap();
     }
     // (file, text to replace, replacement, where the error points inside

@@ -190,3 +190,56 @@ fn an_unknown_classifier_names_the_known_ones() {
             .contains("defines none")
     );
 }
+
+#[test]
+fn the_models_are_part_of_the_rule_set_version_and_its_stored_source() {
+    use crate::config::{DirectoryDef, RulesDef, TeamDef};
+    use crate::diagnostic::SourceFile;
+    use crate::rules::{Calendars, RuleSet};
+    let mut directory = DirectoryDef {
+        fallback: "support".into(),
+        ..Default::default()
+    };
+    directory.teams.insert("support".into(), TeamDef::default());
+    let files = [SourceFile::new(
+        "r.rhai",
+        r#"fn route(c, event) { let t = classify("topic", c.latest_text); "support" }"#,
+    )];
+    let compile = || {
+        RuleSet::compile(
+            &files,
+            &RulesDef::default(),
+            &[],
+            &directory,
+            &Calendars::new(),
+        )
+        .unwrap()
+    };
+    let source = |text: &str| ClassifierSource {
+        name: "topic".into(),
+        def: crate::config::ClassifierDef {
+            labels: vec!["billing".into(), "shipping".into()],
+            examples: vec!["t.yaml".into()],
+            threshold: None,
+            min_accuracy: None,
+            min_examples: Some(1),
+            folds: None,
+        },
+        files: vec![ExampleFile {
+            path: "t.yaml".into(),
+            text: text.into(),
+        }],
+    };
+    let train = |text: &str| std::sync::Arc::new(ClassifierSet::train(&[source(text)]).unwrap());
+    let plain = compile();
+    let with = compile().with_classifiers(train("billing: [refund]\nshipping: [parcel]\n"));
+    let other = compile().with_classifiers(train("billing: [refund, money]\nshipping: [parcel]\n"));
+    assert_ne!(plain.hash(), with.hash());
+    assert_ne!(with.hash(), other.hash());
+    // What the store keeps compiles back to the same version.
+    let stored = with.source();
+    assert_eq!(stored.classifiers.len(), 1);
+    assert_eq!(plain.recompile(&stored).unwrap().hash(), with.hash());
+    // A version without classifiers stores none and stays as it was.
+    assert!(plain.source().classifiers.is_empty());
+}
