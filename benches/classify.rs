@@ -184,7 +184,12 @@ fn main() {
     }
     let per = began.elapsed().as_secs_f64() * 1e6 / (rounds * messages.len()) as f64;
     println!("classify, 10 labels, label and confidence only: {per:.1} µs per message");
-    bench_line("classify.10.label", per, "us", "classify, 10 labels, without reasons");
+    bench_line(
+        "classify.10.label",
+        per,
+        "us",
+        "classify, 10 labels, without reasons",
+    );
 
     // 3. The default pack's topic classifier, and its training at load.
     let began = Instant::now();
