@@ -33,6 +33,42 @@ pub const FILES: &[(&str, &str)] = &[
     ("rules/route.rhai", include_str!("../rules/route.rhai")),
     ("rules/urgency.rhai", include_str!("../rules/urgency.rhai")),
     ("rules/promise.rhai", include_str!("../rules/promise.rhai")),
+    (
+        "rules/examples/topic.en.yaml",
+        include_str!("../rules/examples/topic.en.yaml"),
+    ),
+    (
+        "rules/examples/topic.ja.yaml",
+        include_str!("../rules/examples/topic.ja.yaml"),
+    ),
+    (
+        "rules/examples/tone.en.yaml",
+        include_str!("../rules/examples/tone.en.yaml"),
+    ),
+    (
+        "rules/examples/tone.ja.yaml",
+        include_str!("../rules/examples/tone.ja.yaml"),
+    ),
+    (
+        "rules/examples/topic.en.more.yaml",
+        include_str!("../rules/examples/topic.en.more.yaml"),
+    ),
+    (
+        "rules/examples/topic.ja.more.yaml",
+        include_str!("../rules/examples/topic.ja.more.yaml"),
+    ),
+    (
+        "rules/examples/topic.chat.yaml",
+        include_str!("../rules/examples/topic.chat.yaml"),
+    ),
+    (
+        "rules/examples/tone.en.more.yaml",
+        include_str!("../rules/examples/tone.en.more.yaml"),
+    ),
+    (
+        "rules/examples/tone.ja.more.yaml",
+        include_str!("../rules/examples/tone.ja.more.yaml"),
+    ),
 ];
 
 /// A reader serving the embedded files.

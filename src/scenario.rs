@@ -108,6 +108,15 @@ pub struct Expectation {
     /// message contains this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The reasons of the latest route or urgency decision contain this
+    /// text (`topic classifier`, `asks for a supervisor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// With `true`: replaying the case's stored events (each with the rule
+    /// set version, classifiers included, that handled it) gives the case
+    /// as the run left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replays: Option<bool>,
 }
 
 /// A loaded scenario, ready to run.
@@ -366,7 +375,13 @@ impl Run {
                     x.case,
                     at.to_rfc3339()
                 )],
-                Some(case) => check_case(x, case),
+                Some(case) => {
+                    let mut problems = check_case(x, case);
+                    if x.replays == Some(true) {
+                        problems.extend(self.check_replay(&x.case));
+                    }
+                    problems
+                }
             };
             if !problems.is_empty() {
                 failures.push(Failure {
@@ -378,6 +393,29 @@ impl Run {
             }
         }
         failures
+    }
+}
+
+impl Run {
+    /// Replay `id` from its stored events and compare with the case the
+    /// run left.
+    fn check_replay(&self, id: &CaseId) -> Option<String> {
+        let engine = self.engine.as_ref()?;
+        let stored = match engine.case(id) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Some(format!("replay: case {id} is not stored")),
+            Err(e) => return Some(format!("replay: {e}")),
+        };
+        match engine.replay(id) {
+            Ok(replayed) if replayed == stored => None,
+            Ok(replayed) => {
+                let (a, b) = (replayed.event_count, stored.event_count);
+                Some(format!(
+                    "replay: the replayed case differs from the stored one ({a} events replayed, {b} stored)"
+                ))
+            }
+            Err(e) => Some(format!("replay: {e}")),
+        }
     }
 }
 
@@ -525,6 +563,30 @@ fn check_case(x: &Expectation, story: &CaseStory) -> Vec<String> {
                     "record.{field}: expected it to contain \"{want}\", found \"{found}\""
                 ));
             }
+        }
+    }
+    if let Some(text) = &x.reason {
+        let reasons: Vec<String> = [
+            last(case, |d| matches!(d.what, DecisionKind::Route { .. })),
+            last(case, |d| matches!(d.what, DecisionKind::Urgency { .. })),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| match &d.what {
+            DecisionKind::Route { reason, .. } => reason.clone(),
+            DecisionKind::Urgency { reasons, .. } => reasons.join("; "),
+            _ => String::new(),
+        })
+        .collect();
+        if !reasons.iter().any(|r| r.contains(text.as_str())) {
+            problems.push(format!(
+                "reason containing \"{text}\": none (latest reasons: {})",
+                if reasons.is_empty() {
+                    "none".into()
+                } else {
+                    reasons.join(" | ")
+                }
+            ));
         }
     }
     if let Some(text) = &x.error {

@@ -38,11 +38,15 @@ fn embedded_pack_is_valid() {
 
 #[test]
 fn embedded_pack_is_the_rules_directory() {
-    let mut on_disk: Vec<String> = std::fs::read_dir(root().join("rules"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "rhai"))
-        .map(|p| format!("rules/{}", p.file_name().unwrap().to_string_lossy()))
+    let mut on_disk: Vec<String> = ["rules", "rules/examples"]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(root().join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "rhai"))
+                .map(move |p| format!("{dir}/{}", p.file_name().unwrap().to_string_lossy()))
+        })
         .collect();
     on_disk.sort();
     let mut embedded: Vec<String> = casework::pack::FILES
@@ -481,7 +485,9 @@ fn check_of_a_missing_file_fails() {
 fn broken_copy_of_the_pack_lists_every_error() {
     let dir = scratch("broken-pack");
     for (path, text) in casework::pack::FILES {
-        let name = Path::new(path).file_name().unwrap();
+        // Keep the layout under rules/ (the classifiers' examples/).
+        let name = Path::new(path).strip_prefix("rules").unwrap();
+        std::fs::create_dir_all(dir.join(name).parent().unwrap()).unwrap();
         std::fs::write(dir.join(name), text).unwrap();
     }
     // (file, text to replace, replacement, where the error points inside

@@ -15,7 +15,7 @@ use casework::store::{ActionStatus, SqliteStore, Store};
 use mailin_embedded::response::OK;
 use mailin_embedded::{Handler, Response, Server, SslConfig};
 
-use crate::util::{HttpStub, casework, root, scratch};
+use crate::util::{HttpStub, casework, scratch};
 
 /// Requests per `Idempotency-Key`: the path and the JSON body of each.
 type Seen = BTreeMap<String, Vec<(String, serde_json::Value)>>;
@@ -165,12 +165,7 @@ fn smtp_server(refuse: u32) -> (u16, Arc<Mutex<MailState>>) {
 /// The default pack copied into `dir`, with `plugins.yaml` pointing the
 /// warehouse at `url` and the team's e-mail at the SMTP server on `port`.
 fn copy_pack(dir: &Path, url: &str, port: u16) -> std::path::PathBuf {
-    for entry in std::fs::read_dir(root().join("rules")).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
+    crate::util::copy_pack(dir);
     let plugins = format!(
         r#"plugins:
   warehouse:

@@ -39,6 +39,10 @@ fn removing_a_keyword_fails_the_scenario_that_covers_it() {
     // Forget that サイズ is a sizing word.
     let edited = text.replacen("\"サイズ\", ", "", 1);
     assert_ne!(edited, text, "the sizing list must contain \"サイズ\"");
+    // Without the keyword the `topic` classifier would still route the
+    // message right; this test is about the keyword, so it asks no
+    // classifier.
+    let edited = edited.replacen("classify(\"topic\", text)", "()", 1);
     std::fs::write(&route, edited).unwrap();
 
     let scenario = dir.join("rules/tests/route_sizing_ja.yaml");

@@ -5,6 +5,7 @@ mod check;
 mod console;
 mod e2e;
 mod engine;
+mod eval;
 // The fuzz targets' bodies, shared with fuzz/ (see fuzz/src/checks.rs).
 #[path = "../fuzz/src/checks.rs"]
 mod fuzz_checks;

@@ -92,13 +92,17 @@ where
     }
 }
 
-/// Copy the default pack's files (`rules/*`, not its tests) into `to`,
-/// for tests that change rule files on disk.
+/// Copy the default pack's files (`rules/*` and the classifiers'
+/// `rules/examples/`, not its tests) into `to`, for tests that change rule
+/// files on disk.
 pub fn copy_pack(to: &Path) {
-    for entry in std::fs::read_dir(root().join("rules")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    for dir in ["", "examples"] {
+        std::fs::create_dir_all(to.join(dir)).unwrap();
+        for entry in std::fs::read_dir(root().join("rules").join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, to.join(dir).join(path.file_name().unwrap())).unwrap();
+            }
         }
     }
 }

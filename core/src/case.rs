@@ -431,6 +431,12 @@ pub struct Case {
     /// Customer contacts on this case (messages, calls, e-mails).
     #[serde(default)]
     pub contacts: u32,
+    /// Customer contacts since our last reply or call: a customer asking
+    /// again and again with no answer is more pressing than one who got
+    /// replies. A colleague's e-mail (the warehouse answering us) does not
+    /// count.
+    #[serde(default)]
+    pub contacts_since_reply: u32,
     /// Customer contacts by channel, for the customer's other cases' view.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub contacts_by_channel: BTreeMap<Channel, u32>,
@@ -563,6 +569,7 @@ impl Case {
             tags: BTreeSet::new(),
             fields: BTreeMap::new(),
             contacts: 0,
+            contacts_since_reply: 0,
             contacts_by_channel: BTreeMap::new(),
             event_count: 0,
             message_count: 0,

@@ -80,6 +80,35 @@ pub struct ConfigDef {
     pub rules: Option<RulesDef>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub plugins: IndexMap<String, PluginDef>,
+    /// Classifiers trained from labeled examples at load time, by name
+    /// (`classify("topic", text)` in the rules).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub classifiers: IndexMap<String, ClassifierDef>,
+}
+
+/// One classifier: its labels, the files of labeled examples it learns
+/// from, and how sure it must be to answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifierDef {
+    /// What it tells apart; an example with any other label is an error.
+    pub labels: Vec<String>,
+    /// Example files (JSON Lines or YAML), relative to the file that
+    /// defines `classifiers`.
+    pub examples: Vec<String>,
+    /// Under this probability for its best label, `classify` returns `()`
+    /// (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// `casework eval` fails when cross-validated accuracy is under this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_accuracy: Option<f64>,
+    /// Examples each label needs at least (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_examples: Option<usize>,
+    /// Folds of `casework eval`'s cross-validation (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<usize>,
 }
 
 /// States and transitions.
@@ -405,6 +434,8 @@ pub struct LoadedConfig {
     pub sources: Vec<SourceFile>,
     /// The Rhai files of `rules.files`, in the order listed.
     pub rule_files: Vec<SourceFile>,
+    /// Each classifier with the text of its example files, checked.
+    pub classifiers: Vec<crate::classify::ClassifierSource>,
     /// Where each path of the merged configuration is written.
     pub index: LocationIndex,
     /// The actions the configured plugins offer.
@@ -528,6 +559,7 @@ const SECTIONS: &[&str] = &[
     "calendars",
     "rules",
     "plugins",
+    "classifiers",
 ];
 
 fn display(path: &Path) -> String {
@@ -699,6 +731,8 @@ impl Loader<'_> {
             }
         }
 
+        let (classifiers, example_files) = self.read_classifiers(&merged, &owner, &index);
+
         // Cross-checks.
         validate(&merged, &index, &unreadable, &mut self.diags);
         let (actions, plugin_diags) = if unreadable.contains("plugins") {
@@ -728,6 +762,7 @@ impl Loader<'_> {
 
         let mut sources: Vec<SourceFile> = self.files.iter().map(|f| f.source.clone()).collect();
         sources.extend(rule_files.iter().cloned());
+        sources.extend(example_files);
         let mut diagnostics = self.diags;
         sort_diagnostics(&mut diagnostics, &sources);
         let config = match workflow {
@@ -736,6 +771,7 @@ impl Loader<'_> {
                 def: merged,
                 sources: sources.clone(),
                 rule_files,
+                classifiers,
                 index,
                 actions,
                 workflow,
@@ -751,6 +787,74 @@ impl Loader<'_> {
     }
 }
 
+impl Loader<'_> {
+    /// Read each classifier's example files (relative to the file that
+    /// defines `classifiers`) and check the examples: formats, labels the
+    /// classifier declares, enough examples per label.
+    fn read_classifiers(
+        &mut self,
+        merged: &ConfigDef,
+        owner: &HashMap<&'static str, (usize, Option<SourceLocation>)>,
+        index: &LocationIndex,
+    ) -> (Vec<crate::classify::ClassifierSource>, Vec<SourceFile>) {
+        use crate::classify::{ClassifierSource, ExampleFile};
+        let mut out = Vec::new();
+        let mut shown = Vec::new();
+        let Some((i, _)) = owner.get("classifiers") else {
+            return (out, shown);
+        };
+        let dir = self.files[*i]
+            .path
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        for (name, def) in &merged.classifiers {
+            let mut files = Vec::new();
+            for (j, file) in def.examples.iter().enumerate() {
+                let path = tidy_path(&dir.join(file));
+                match self.reader.read(&path) {
+                    Ok(text) => {
+                        shown.push(SourceFile::new(display(&path), text.as_str()));
+                        files.push(ExampleFile {
+                            path: display(&path),
+                            text,
+                        });
+                    }
+                    Err(e) => self.diags.push(
+                        Diagnostic::error(
+                            "classify::missing-examples",
+                            format!("cannot read the example file {}: {e}", display(&path)),
+                        )
+                        .at(index.value(&format!("classifiers.{name}.examples[{j}]")))
+                        .hint("example files are relative to the file that lists them"),
+                    ),
+                }
+            }
+            let source = ClassifierSource {
+                name: name.clone(),
+                def: def.clone(),
+                files,
+            };
+            let at = |sub: &str| {
+                index
+                    .value(&format!("classifiers.{name}.{sub}"))
+                    .or_else(|| index.key(&format!("classifiers.{name}")))
+            };
+            let (_, diags) = source.examples(&at);
+            // A missing file already explains why labels lack examples.
+            let all_read = source.files.len() == def.examples.len();
+            self.diags.0.extend(
+                diags
+                    .0
+                    .into_iter()
+                    .filter(|d| all_read || d.code != "classify::too-few-examples"),
+            );
+            out.push(source);
+        }
+        (out, shown)
+    }
+}
+
 /// Move section `section` of `from` into `into`.
 fn take_section(into: &mut ConfigDef, from: &ConfigDef, section: &str) {
     match section {
@@ -761,6 +865,7 @@ fn take_section(into: &mut ConfigDef, from: &ConfigDef, section: &str) {
         "calendars" => into.calendars.clone_from(&from.calendars),
         "rules" => into.rules.clone_from(&from.rules),
         "plugins" => into.plugins.clone_from(&from.plugins),
+        "classifiers" => into.classifiers.clone_from(&from.classifiers),
         _ => {}
     }
 }

@@ -1,7 +1,8 @@
 //! casework-core: the deterministic core of casework.
 //!
 //! Everything that decides lives here: the [case](case) model, [events](event),
-//! the [workflow] graph, the [rules] host for Rhai, the [promise] ledger,
+//! the [workflow] graph, the [rules] host for Rhai and its learned
+//! [classifiers](classify), the [promise] ledger,
 //! business [calendars](calendar), the [engine] and its [audit] trail.
 //! Nothing in this crate does I/O while handling an event; time comes from
 //! an injected [`Clock`](clock::Clock).
@@ -10,6 +11,7 @@ pub mod action;
 pub mod audit;
 pub mod calendar;
 pub mod case;
+pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod diagnostic;

@@ -35,6 +35,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("rules", rules),
     ("scenario", scenario),
     ("email", email),
+    ("classify", classify),
 ];
 
 /// The target called `name`.
@@ -181,6 +182,71 @@ fn round_trip(event: &Event) {
 /// 2026-11-25T10:00:00+09:00.
 fn fixed_time() -> Timestamp {
     Timestamp::parse_from_rfc3339("2026-11-25T10:00:00+09:00").expect("a valid time")
+}
+
+/// `classify`: the bytes are a message for the default pack's `topic` and
+/// `tone` classifiers, and also an example file (JSON Lines and YAML)
+/// that, when it holds labeled examples, trains a model of its own which
+/// then reads the same text.
+///
+/// Properties: a prediction is a probability per label, each finite and
+/// between 0 and 1, summing to 1; the confident verdict, when there is
+/// one, reaches the threshold; training twice gives the same bytes.
+pub fn classify(data: &[u8]) {
+    use casework::classify::{Model, examples};
+    use casework::diagnostic::SourceFile;
+    use std::sync::OnceLock;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    static PACK: OnceLock<casework::rules::RuleSet> = OnceLock::new();
+    let rules = PACK.get_or_init(|| casework::load(None).expect("the default pack compiles").1);
+    let set = rules
+        .classifiers()
+        .expect("the default pack has classifiers");
+    for name in set.names() {
+        let model = set.get(name).expect("a named model");
+        check_prediction(model, text);
+        if let Ok(Some(v)) = set.classify(name, text) {
+            assert!(
+                v.confidence >= model.threshold() && v.confidence <= 1.0,
+                "{v:?}"
+            );
+            assert!(model.labels().contains(&v.label));
+        }
+    }
+    for path in ["fuzz.jsonl", "fuzz.yaml"] {
+        let (found, _) = examples::parse(&SourceFile::new(path, text));
+        if found.is_empty() {
+            continue;
+        }
+        let found = &found[..found.len().min(200)];
+        let mut labels: Vec<String> = found.iter().map(|e| e.label.clone()).collect();
+        labels.sort();
+        labels.dedup();
+        let model = Model::train(&labels, found, 0.5);
+        check_prediction(&model, text);
+        assert_eq!(
+            model.to_bytes(),
+            Model::train(&labels, found, 0.5).to_bytes()
+        );
+    }
+}
+
+fn check_prediction(model: &casework::classify::Model, text: &str) {
+    let Some(p) = model.predict(text) else {
+        assert!(model.labels().is_empty());
+        return;
+    };
+    let sum: f64 = p.probabilities.iter().sum();
+    assert!((sum - 1.0).abs() < 1e-9, "probabilities sum to {sum}");
+    assert!(
+        p.probabilities
+            .iter()
+            .all(|x| x.is_finite() && (0.0..=1.0).contains(x))
+    );
+    assert!(p.best < model.labels().len());
+    let _ = model.explain(text);
 }
 
 /// A fresh engine on the embedded default pack, its clock at `at`.

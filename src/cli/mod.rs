@@ -48,6 +48,7 @@ pub fn stdout_failed(e: &std::io::Error) -> ! {
 
 pub mod cases;
 pub mod check;
+pub mod eval;
 pub mod explain;
 pub mod graph;
 pub mod mail;
@@ -70,6 +71,10 @@ pub enum Command {
     /// Validate a configuration: YAML, workflow graph, guards, actions,
     /// directory and calendars. Exits 1 if anything is wrong.
     Check(check::Args),
+    /// How good the classifiers and rules are: cross-validation on the
+    /// examples, or agreement with a labeled file (--on). Exits 1 when a
+    /// classifier is under its min_accuracy.
+    Eval(eval::Args),
     /// Draw the workflow graph (Graphviz DOT or Mermaid).
     Graph(graph::Args),
     /// Play a scenario on a virtual clock and print the timeline of
@@ -105,6 +110,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Test(args) => test::run(args),

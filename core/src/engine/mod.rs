@@ -77,6 +77,7 @@ impl Pack {
             rule_files,
             workflow,
             actions,
+            classifiers,
             ..
         } = loaded;
         let mut diags = Diagnostics::default();
@@ -131,6 +132,15 @@ impl Pack {
             &rule_calendars,
         ) {
             Ok(r) => Some(r),
+            Err(d) => {
+                diags.0.extend(d.0);
+                None
+            }
+        };
+        // Classifiers train here, at load, so every event is decided by
+        // models fixed for the rule set's version.
+        let rules = match crate::classify::ClassifierSet::train(&classifiers) {
+            Ok(set) => rules.map(|r| r.with_classifiers(Arc::new(set))),
             Err(d) => {
                 diags.0.extend(d.0);
                 None

@@ -91,6 +91,9 @@ pub(crate) struct Shared {
     /// literals as they are. Functions read them through the variable
     /// resolver of [`build_engine`].
     pub constants: HashMap<String, Dynamic>,
+    /// The pack's classifiers, for `classify(name, text)`; set once, by
+    /// [`super::RuleSet::with_classifiers`].
+    pub classifiers: OnceLock<Arc<crate::classify::ClassifierSet>>,
 }
 
 impl Shared {
@@ -132,6 +135,7 @@ impl Shared {
             keywords: KeywordCache::default(),
             named_keywords,
             constants: HashMap::new(),
+            classifiers: OnceLock::new(),
         })
     }
 
@@ -301,5 +305,6 @@ pub fn build_engine(limits: &Limits) -> Engine {
     engine.register_global_module(rhai::exported_module!(helpers::text).into());
     engine.register_global_module(rhai::exported_module!(helpers::promises).into());
     engine.register_global_module(rhai::exported_module!(helpers::customers).into());
+    super::classifiers::register(&mut engine);
     engine
 }

@@ -43,7 +43,8 @@
 //!
 //! Values: `c.id`, `c.state`, `c.team`, `c.agent`, `c.urgency`,
 //! `c.urgency_score`, `c.tags`, `c.has_tag(t)`, `c.fields`, `c.field(k)`,
-//! `c.contacts`, `c.customer` (`.name .email .phone .preferred_channel`,
+//! `c.contacts`, `c.contacts_since_reply` (customer contacts since our last
+//! reply or call on this case), `c.customer` (`.name .email .phone .preferred_channel`,
 //! and over all the customer's cases `.contacts .contacts_by(ch) .cases
 //! .open_cases`), `c.messages`, `c.message_count`, `c.latest_text` (the
 //! latest inbound message), `c.orders`, `c.order(id)` (`.planned_ship
@@ -58,7 +59,9 @@
 //! `d.add_days(3)`, `days_between(a, b)`, `add_business_days(d, n)`,
 //! `today()`, ...), on text (`normalize`, `match_keywords`, `matches`,
 //! `find_deadline`) and on promises (`hours_until_due`, `is_overdue`,
-//! `action`).
+//! `action`), and `classify(name, text)` for the pack's learned classifiers
+//! (`#{ label, confidence, runner_up, why }`, or `()` when unsure; see
+//! [`crate::classify`]).
 //!
 //! # Sandbox
 //!
@@ -82,6 +85,7 @@
 //! ```
 
 mod calendars;
+mod classifiers;
 mod convert;
 mod engine;
 pub mod helpers;

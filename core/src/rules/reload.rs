@@ -36,6 +36,12 @@ impl Rules {
         let old = self.current();
         let i = &old.inputs;
         let set = RuleSet::compile(files, &i.def, &i.guards, &i.directory, &i.calendars)?;
+        // Classifiers are trained with the pack; a reload of the rule
+        // files keeps them.
+        let set = match old.classifiers() {
+            Some(c) => set.with_classifiers(c.clone()),
+            None => set,
+        };
         self.current.store(Arc::new(set));
         Ok(())
     }

@@ -74,6 +74,9 @@ pub struct RuleSetSource {
     pub rules: RulesDef,
     /// Each rule file's path and text, in compile order.
     pub files: Vec<RuleFileText>,
+    /// The classifiers and their examples: a replay trains the same models.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classifiers: Vec<crate::classify::ClassifierSource>,
 }
 
 /// One rule file of a [`RuleSetSource`].
@@ -548,7 +551,31 @@ impl RuleSet {
                     text: f.text.to_string(),
                 })
                 .collect(),
+            classifiers: self
+                .classifiers()
+                .map(|c| c.sources().to_vec())
+                .unwrap_or_default(),
         }
+    }
+
+    /// This set with the pack's trained classifiers, which `classify`
+    /// reads. Their hash becomes part of the version ([`RuleSet::hash`]),
+    /// so every decision names the models it was made with and a replay
+    /// trains the same ones. An empty set changes nothing.
+    pub fn with_classifiers(mut self, set: Arc<crate::classify::ClassifierSet>) -> RuleSet {
+        if set.is_empty() {
+            return self;
+        }
+        let hash = short_hash(&[self.hash.as_bytes(), b"classifiers", set.hash().as_bytes()]);
+        if self.shared.classifiers.set(set).is_ok() {
+            self.hash = hash;
+        }
+        self
+    }
+
+    /// The classifiers `classify` reads, when the pack has any.
+    pub fn classifiers(&self) -> Option<&Arc<crate::classify::ClassifierSet>> {
+        self.shared.classifiers.get()
     }
 
     /// Compile a stored version's files and settings against this set's
@@ -561,7 +588,12 @@ impl RuleSet {
             .map(|f| SourceFile::new(f.path.clone(), f.text.as_str()))
             .collect();
         let i = &self.inputs;
-        RuleSet::compile(&files, &source.rules, &i.guards, &i.directory, &i.calendars)
+        let set = RuleSet::compile(&files, &source.rules, &i.guards, &i.directory, &i.calendars)?;
+        if source.classifiers.is_empty() {
+            return Ok(set);
+        }
+        let classifiers = crate::classify::ClassifierSet::train(&source.classifiers)?;
+        Ok(set.with_classifiers(Arc::new(classifiers)))
     }
 
     /// The rule set's version: the first 16 hex digits of SHA-256 over the

@@ -88,6 +88,18 @@ fn pack() -> RuleSet {
         &Calendars::new(),
     )
     .unwrap_or_else(|d| panic!("default pack compiles:\n{d}"))
+    .with_classifiers(pack_classifiers())
+}
+
+/// The default pack's classifiers (`topic`, `tone`), trained from its
+/// example files as the pack loads them.
+fn pack_classifiers() -> Arc<crate::classify::ClassifierSet> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/casework.yaml");
+    let loaded =
+        crate::config::load(root).unwrap_or_else(|d| panic!("the default pack loads:\n{d}"));
+    Arc::new(
+        crate::classify::ClassifierSet::train(&loaded.classifiers).expect("its classifiers train"),
+    )
 }
 
 fn one(path: &str, text: &str) -> Result<RuleSet, crate::diagnostic::Diagnostics> {
@@ -1079,8 +1091,9 @@ fn rules_pack_urgency_rises_with_repeated_contacts() {
     let mut def = pack_def();
     def.settings
         .insert("repeat_contact_threshold".into(), json!(10));
-    let strict =
-        RuleSet::compile(&pack_files(), &def, &[], &directory(), &Calendars::new()).unwrap();
+    let strict = RuleSet::compile(&pack_files(), &def, &[], &directory(), &Calendars::new())
+        .unwrap()
+        .with_classifiers(pack_classifiers());
     let mut run = Run::message("hello again");
     run.stats.contacts = 8;
     assert_eq!(strict.urgency(&run.input()).unwrap().unwrap().score, 0);

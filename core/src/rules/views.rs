@@ -347,6 +347,9 @@ fn register_case(engine: &mut Engine) {
         .register_get("contacts", |c: &mut CaseView| -> R<i64> {
             Ok(i64::from(c.case.get()?.contacts))
         })
+        .register_get("contacts_since_reply", |c: &mut CaseView| -> R<i64> {
+            Ok(i64::from(c.case.get()?.contacts_since_reply))
+        })
         .register_get("customer", |c: &mut CaseView| -> R<CustomerView> {
             c.case.get()?;
             Ok(CustomerView {

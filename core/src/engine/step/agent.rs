@@ -66,6 +66,7 @@ impl Stepper<'_> {
         });
         self.meet_sla(SlaKind::FirstReply);
         self.meet_sla(SlaKind::NextReply);
+        self.case.contacts_since_reply = 0;
     }
 
     /// A call meets the reply clocks and does the open "call the customer"
@@ -73,6 +74,7 @@ impl Stepper<'_> {
     fn agent_call(&mut self, n: &AgentNote) {
         self.meet_sla(SlaKind::FirstReply);
         self.meet_sla(SlaKind::NextReply);
+        self.case.contacts_since_reply = 0;
         let now = self.now;
         let mut done = Vec::new();
         for task in self

@@ -84,6 +84,7 @@ impl Stepper<'_> {
         from: Option<String>,
     ) {
         self.case.contacts += 1;
+        self.case.contacts_since_reply += 1;
         self.record_contact(m, channel, from);
         let replied = self.case.sla.iter().any(|c| c.kind == SlaKind::FirstReply);
         let clock = if replied {
@@ -96,6 +97,7 @@ impl Stepper<'_> {
         // not waiting for a reply.
         if kind == InboundKind::Call && m.agent.is_some() {
             self.meet_sla(clock);
+            self.case.contacts_since_reply = 0;
         }
     }
 
