@@ -567,8 +567,8 @@ fn check_case(x: &Expectation, story: &CaseStory) -> Vec<String> {
     }
     if let Some(text) = &x.reason {
         let reasons: Vec<String> = [
-            last(case, |d| matches!(d.what, DecisionKind::Route { .. })),
-            last(case, |d| matches!(d.what, DecisionKind::Urgency { .. })),
+            last(story, |d| matches!(d.what, DecisionKind::Route { .. })),
+            last(story, |d| matches!(d.what, DecisionKind::Urgency { .. })),
         ]
         .into_iter()
         .flatten()

@@ -830,10 +830,7 @@ impl Store for MemoryStore {
     }
 
     fn oldest_pending_action(&self) -> Result<Option<Action>, StoreError> {
-        Ok(self
-            .pending
-            .first()
-            .map(|&i| self.outbox[i].action.clone()))
+        Ok(self.pending.first().map(|&i| self.outbox[i].action.clone()))
     }
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError> {

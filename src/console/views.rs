@@ -544,10 +544,7 @@ pub fn promises(engine: &Engine) -> Result<Value, String> {
         if risky.is_empty() {
             continue;
         }
-        let actions = engine
-            .store()
-            .case_actions(&case.id)
-            .map_err(store_err)?;
+        let actions = engine.store().case_actions(&case.id).map_err(store_err)?;
         for p in risky {
             let order = p.order.as_ref().map(|o| o.0.as_str());
             let requested: Vec<Value> = actions

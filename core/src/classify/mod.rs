@@ -120,15 +120,17 @@ impl ClassifierSource {
                 kept.push(e);
                 continue;
             }
-            let hint =
-                match crate::workflow::did_you_mean(&e.label, labels.iter().map(String::as_str)) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!(
-                        "use one of its labels ({}) or add `{}` to `classifiers.{name}.labels`",
-                        labels.join(", "),
-                        e.label
-                    ),
-                };
+            let hint = match crate::diagnostic::did_you_mean(
+                &e.label,
+                labels.iter().map(String::as_str),
+            ) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!(
+                    "use one of its labels ({}) or add `{}` to `classifiers.{name}.labels`",
+                    labels.join(", "),
+                    e.label
+                ),
+            };
             diags.push(
                 Diagnostic::error(
                     "classify::unknown-label",
