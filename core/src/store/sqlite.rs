@@ -40,7 +40,7 @@ use super::{
 use crate::Timestamp;
 use crate::action::Action;
 use crate::audit::Decision;
-use crate::case::{Case, CaseId, Past};
+use crate::case::{Author, Case, CaseId, Past};
 use crate::config::PackSource;
 use crate::event::EventId;
 use crate::rules::RuleSetSource;
@@ -209,6 +209,11 @@ fn split_case_rows(tx: &rusqlite::Transaction<'_>, path: &str) -> Result<(), Sto
         case.event_count = u32::try_from(events).unwrap_or(u32::MAX);
         case.task_count = u32::try_from(case.tasks.len()).unwrap_or(u32::MAX);
         for m in std::mem::take(&mut case.messages) {
+            match m.author {
+                Author::Customer => case.contacts_since_reply += 1,
+                Author::Agent => case.contacts_since_reply = 0,
+                Author::Colleague | Author::System => {}
+            }
             case.add_message(m);
         }
         let past = case.close_step(crate::case::Marks::default());
