@@ -107,6 +107,26 @@ impl Link<'_> {
     }
 }
 
+/// The order and tracking-number links a case makes, as [`Link::key`]s.
+pub fn order_links(case: &Case) -> Vec<String> {
+    let mut keys = Vec::new();
+    for o in &case.orders {
+        keys.push(Link::Order(o.id.as_str()).key());
+        if let Some(t) = &o.tracking {
+            keys.push(Link::Tracking(t).key());
+        }
+    }
+    keys
+}
+
+/// The Message-ID links of the messages among `past`.
+pub fn message_links(past: &[Past]) -> impl Iterator<Item = String> + '_ {
+    past.iter().filter_map(|p| match p {
+        Past::Message(m) => m.message_id.as_deref().map(|m| Link::MessageId(m).key()),
+        _ => None,
+    })
+}
+
 /// What one of a customer's cases contributes to the rules' view of the
 /// customer's other cases.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use crate::Timestamp;
 use crate::action::Action;
 use crate::audit::{Decision, RuleRef};
 use crate::calendar::{BusinessCalendar, Calendars, parse_duration};
-use crate::case::{Case, CaseId, CaseStory, Past};
+use crate::case::{Case, CaseId, CaseStory};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{DirectoryDef, LoadedConfig, PackSource};
 use crate::diagnostic::{Diagnostic, Diagnostics, SourceFile};
@@ -31,7 +31,7 @@ use crate::plugin::ActionParams;
 use crate::rules::{CustomerStats, RuleSet, Rules};
 use crate::store::{
     Accepted, Batch, CaseSummary, Commit, Link, MemoryStore, Rejected, Store, StoreError, Timer,
-    TimerQueue,
+    TimerQueue, message_links, order_links,
 };
 use crate::workflow::{Transition, Workflow};
 
@@ -692,7 +692,7 @@ impl Engine {
         let (id, case, others) = self.subject(pending, event)?;
         let rules = self.rules.current();
         self.keep_versions(pending, &rules)?;
-        let before = case.as_ref().map(link_keys).unwrap_or_default();
+        let before = case.as_ref().map(order_links).unwrap_or_default();
         let counts_from = event_time(event.at, now, case.as_ref().map(|c| c.updated_at));
         let Step {
             case,
@@ -700,14 +700,11 @@ impl Engine {
             actions,
             past,
         } = step(&self.pack, &rules, case, &id, event, counts_from, &others)?;
-        let mut links: Vec<String> = link_keys(&case)
+        let mut links: Vec<String> = order_links(&case)
             .into_iter()
             .filter(|k| !before.contains(k))
             .collect();
-        links.extend(past.iter().filter_map(|p| match p {
-            Past::Message(m) => m.message_id.as_deref().map(|m| Link::MessageId(m).key()),
-            _ => None,
-        }));
+        links.extend(message_links(&past));
         let open = !self.pack.workflow.is_terminal(case.state.as_str());
         let timers = self.timers_of(&case, case.updated_at);
         pending.timers.set(&id, &timers);
@@ -1047,18 +1044,6 @@ fn unresolved(event: &Event) -> EventError {
             kind: event.kind.0.clone(),
         },
     }
-}
-
-/// The order and tracking links a case makes.
-fn link_keys(case: &Case) -> Vec<String> {
-    let mut keys = Vec::new();
-    for o in &case.orders {
-        keys.push(Link::Order(o.id.as_str()).key());
-        if let Some(t) = &o.tracking {
-            keys.push(Link::Tracking(t).key());
-        }
-    }
-    keys
 }
 
 /// A batch being built: the commits so far, and what they changed that

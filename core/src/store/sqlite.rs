@@ -224,16 +224,8 @@ fn split_case_rows(tx: &rusqlite::Transaction<'_>, path: &str) -> Result<(), Sto
             )
             .map_err(err)?;
         }
-        let mut links = Vec::new();
-        for o in &case.orders {
-            links.push(Link::Order(o.id.as_str()).key());
-            links.extend(o.tracking.as_deref().map(|t| Link::Tracking(t).key()));
-        }
-        for p in &past {
-            if let Past::Message(m) = p {
-                links.extend(m.message_id.as_deref().map(|m| Link::MessageId(m).key()));
-            }
-        }
+        let mut links = super::order_links(&case);
+        links.extend(super::message_links(&past));
         for key in links {
             tx.execute(
                 "INSERT INTO links (key, case_id) VALUES (?1, ?2)
