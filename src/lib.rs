@@ -50,6 +50,7 @@ pub use casework_core::*;
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod cluster;
 pub mod console;
 pub mod outbox;
 pub mod pack;

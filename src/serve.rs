@@ -60,6 +60,7 @@ use casework_core::event::{Event, EventError};
 use casework_core::store::StoreError;
 use serde_json::{Value, json};
 
+use crate::cluster::{Acknowledged, SharedLeaseView};
 use crate::console::{Console, Guard, Page};
 use crate::outbox::{OutboxRunner, RunnerReport};
 
@@ -91,11 +92,16 @@ pub struct App {
     store_path: String,
     max_body: usize,
     console: Console,
+    /// Set for a worker sharing a PostgreSQL database: events go through
+    /// the shared inbox ([`crate::cluster`]).
+    shared: Option<SharedLeaseView>,
 }
 
 /// What one background pass did.
 #[derive(Debug, Default)]
 pub struct Pass {
+    /// Events taken from the shared inbox (a worker on PostgreSQL).
+    pub inbox: usize,
     pub timers: usize,
     pub outbox: RunnerReport,
 }
@@ -116,7 +122,16 @@ impl App {
             store_path: store_path.into(),
             max_body: MAX_BODY,
             console: Console::new(Guard::open()),
+            shared: None,
         }
+    }
+
+    /// A worker among several on one database: `POST /events` writes to
+    /// the shared inbox and the background pass handles the inbox of the
+    /// partitions this worker holds.
+    pub fn shared(mut self, view: SharedLeaseView) -> App {
+        self.shared = Some(view);
+        self
     }
 
     /// Who may call: [`Guard::token`] off loopback. Loopback needs none.
@@ -295,6 +310,26 @@ impl App {
         let kinds: Vec<String> = events.iter().map(|e| e.kind.0.clone()).collect();
         let results = if events.is_empty() {
             Vec::new()
+        } else if self.shared.is_some() {
+            let mut engine = self.lock()?;
+            crate::cluster::acknowledge(&mut engine, events)
+                .map_err(|e| {
+                    Reply::error(
+                        503,
+                        format!("{e}; none of these events were kept: send them again"),
+                    )
+                })?
+                .into_iter()
+                .map(|a| match a {
+                    Acknowledged::Queued(case) => Ok(Outcome::Handled {
+                        case,
+                        decisions: Vec::new(),
+                        actions: Vec::new(),
+                    }),
+                    Acknowledged::Duplicate => Ok(Outcome::Duplicate),
+                    Acknowledged::Rejected(e) => Err(e),
+                })
+                .collect()
         } else {
             let mut engine = self.lock()?;
             let started = std::time::Instant::now();
@@ -305,9 +340,9 @@ impl App {
                 )
             })?;
             self.console.metrics.handled_in(started.elapsed());
+            self.observe(&kinds, &results);
             results
         };
-        self.observe(&kinds, &results);
         let mut results = results.into_iter();
         let mut list = Vec::with_capacity(items.len());
         let (mut rejected, mut duplicate) = (0, 0);
@@ -380,7 +415,11 @@ impl App {
     }
 
     fn health(&self) -> Result<Reply, Reply> {
-        let engine = self.lock()?;
+        let mut engine = self.lock()?;
+        let cluster = match &self.shared {
+            Some(view) => crate::cluster::health(&mut engine, view).map_err(store_error)?,
+            None => Value::Null,
+        };
         let store = engine.store();
         let events = store.event_count().map_err(store_error)?;
         let cases = store.case_count().map_err(store_error)?;
@@ -406,6 +445,7 @@ impl App {
                 "timers": timers,
                 "rules_hash": engine.rules().current().hash(),
                 "plugins": { "ready": self.runner.plugins().ready(), "unavailable": unavailable },
+                "cluster": cluster,
             }),
         ))
     }
@@ -451,6 +491,9 @@ impl App {
         let mut changed = Vec::new();
         let claimed = {
             let mut engine = lock()?;
+            if self.shared.is_some() {
+                pass.inbox = self.drain(&mut engine)?;
+            }
             let now = engine.now();
             let fired = engine.tick(now).map_err(|e| e.to_string())?;
             pass.timers = fired.len();
@@ -491,6 +534,22 @@ impl App {
         }
         self.console.hub.changed(changed);
         Ok(pass)
+    }
+
+    /// Handle the inbox of the partitions this worker holds (one batch).
+    fn drain(&self, engine: &mut Engine) -> Result<usize, String> {
+        let started = std::time::Instant::now();
+        let drained = crate::cluster::drain(engine).map_err(|e| e.to_string())?;
+        if let Some(fenced) = &drained.fenced {
+            eprintln!("inbox: {fenced}");
+            return Ok(0);
+        }
+        if drained.taken > 0 {
+            self.console.metrics.handled_in(started.elapsed());
+        }
+        let (kinds, results): (Vec<String>, Vec<_>) = drained.results.into_iter().unzip();
+        self.observe(&kinds, &results);
+        Ok(drained.taken)
     }
 
     /// Answer requests from `server` on `threads` threads until `stop`

@@ -21,8 +21,10 @@
 //! PostgreSQL store could not do with `INSERT ... ON CONFLICT`, one
 //! transaction per batch and `SELECT ... FOR UPDATE SKIP LOCKED` for claims.
 
+pub mod postgres;
 pub mod sqlite;
 
+mod rows;
 mod timers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -347,10 +349,63 @@ pub enum StoreError {
         "action {action} is no longer leased to worker {worker} (its lease ran out and another worker took it); its result was not recorded and it will be attempted again"
     )]
     LeaseLost { action: String, worker: String },
+    #[error(
+        "partition {partition} is no longer leased to this worker ({worker}): its lease ran out or another worker took it over; nothing of this batch was kept, and the partition's owner handles its events"
+    )]
+    Fenced { partition: u32, worker: String },
     #[error("action {0} is not in the outbox")]
     UnknownAction(String),
     #[error("store failure: {0}")]
     Backend(String),
+}
+
+/// An event acknowledged by a worker, for the owner of its case's
+/// partition ([`Inbox`]).
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    /// The event, its `case` set to the case it was resolved to.
+    pub event: Event,
+    /// Correlation keys ([`Link::key`]) the event claims for its case
+    /// when it opens one: the first event naming an order wins it, so two
+    /// workers acknowledging events of one new order at once agree on the
+    /// case.
+    pub claims: Vec<String>,
+}
+
+/// What became of an [`Arrival`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Stored in the inbox for this case's owner.
+    Queued(CaseId),
+    /// Its id is already stored or waiting: nothing was added.
+    Duplicate,
+}
+
+/// How much waits in an [`Inbox`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Backlog {
+    pub waiting: usize,
+    /// Age of the oldest waiting event.
+    pub oldest_seconds: Option<f64>,
+}
+
+/// The inbox of a store shared by several workers (PostgreSQL): events
+/// any worker acknowledged, waiting for their partition's owner, which
+/// handles them in the order they were acknowledged. Handling an event
+/// removes it from the inbox in the commit that stores it.
+pub trait Inbox {
+    /// Store `arrivals` durably, in one transaction; after it returns,
+    /// every `Queued` one is acknowledged.
+    fn enqueue(&mut self, arrivals: Vec<Arrival>) -> Result<Vec<Queued>, StoreError>;
+    /// The oldest waiting events of each partition this worker holds (at
+    /// most `per_partition` each), in acknowledgement order per partition.
+    fn next_arrivals(&mut self, per_partition: usize) -> Result<Vec<Event>, StoreError>;
+    /// Drop waiting events that turned out to be stored already.
+    fn forget(&mut self, ids: &[EventId]) -> Result<(), StoreError>;
+    /// How many events wait, over all partitions.
+    fn backlog(&mut self) -> Result<Backlog, StoreError>;
+    /// The partitions this worker holds, with their epochs.
+    fn leases(&mut self) -> Vec<postgres::PartitionLease>;
 }
 
 /// Persistence for the engine.
@@ -498,6 +553,12 @@ pub trait Store: Send {
     fn state_counts(&self) -> Result<BTreeMap<String, usize>, StoreError>;
     /// The pending action requested longest ago (for the backlog's age).
     fn oldest_pending_action(&self) -> Result<Option<Action>, StoreError>;
+
+    /// The shared inbox, for a store that several workers use; `None`
+    /// for a store one process owns.
+    fn inbox(&mut self) -> Option<&mut dyn Inbox> {
+        None
+    }
 }
 
 /// A store in memory: tests, simulations, benchmarks.
@@ -864,8 +925,8 @@ impl Store for MemoryStore {
 
 /// The contract every [`Store`] must keep, as one test to run against
 /// each implementation (the SQLite store runs it too).
-#[cfg(test)]
-pub(crate) mod contract {
+#[doc(hidden)]
+pub mod contract {
     use super::*;
     use crate::case::Case;
     use crate::case::StateId;

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use casework::case::{Case, SlaStatus};
 use casework::promise::PromiseStatus;
-use casework::store::Store;
 
 use super::{ConfigArg, DbArg};
 

@@ -34,7 +34,8 @@ use casework::store::{Link, Store};
 use casework_email::inbound::{self, InboundEmail, InboundError};
 
 use super::run::{OutboxArgs, ShopClock, case_line, open};
-use super::{ConfigArg, DbArg};
+use super::workers::Sharing;
+use super::{ClusterArgs, ConfigArg, DbArg};
 
 /// sysexits(3): the input data was incorrect (the MTA bounces).
 const EX_DATAERR: u8 = 65;
@@ -65,6 +66,8 @@ pub struct Args {
     pub maildir: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArg,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Write the `email.received` events as JSON Lines on standard output
     /// (the `casework run --events` format) instead of handling them; the
     /// store is not touched and Maildir messages are not marked seen.
@@ -268,7 +271,7 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
         return ExitCode::from(EX_DATAERR);
     }
     let bad = unreadable.len();
-    let opened = match open(config, &args.db) {
+    let opened = match open(config, &args.db, &args.cluster, Sharing::Alone) {
         Ok(Ok(o)) => o,
         Ok(Err(_)) => {
             return tempfail(format!(
@@ -373,7 +376,7 @@ fn deliver(args: &Args, config: &ConfigArg, source: &Source, items: Vec<Item>) -
     out!(
         "{} message(s) into {} ({}): {accepted} accepted, {duplicate} duplicate, {rejected} rejected, {bad} unreadable",
         items.len(),
-        opened.db.display(),
+        opened.db,
         if opened.fresh { "new" } else { "existing" },
     );
     let mut waiting = 0;

@@ -57,6 +57,7 @@ pub mod serve;
 pub mod show;
 pub mod simulate;
 pub mod test;
+pub mod workers;
 
 /// Keeps customer-service cases moving and promises kept.
 #[derive(Debug, Parser)]
@@ -169,20 +170,41 @@ impl ConfigArg {
 /// The database argument of the commands that use the store.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DbArg {
-    /// The SQLite database; default `casework.db` beside the configuration
-    /// file, or in the current directory with the embedded pack.
-    #[arg(long, value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// The store: a SQLite file (default `casework.db` beside the
+    /// configuration file, or in the current directory with the embedded
+    /// pack), or a PostgreSQL database shared by several workers
+    /// (`postgres://USER@HOST:PORT/DATABASE`).
+    #[arg(long, value_name = "PATH|URL")]
+    pub db: Option<String>,
+}
+
+/// Where the store is.
+#[derive(Debug, Clone)]
+pub enum Db {
+    File(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Display for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Db::File(path) => write!(f, "{}", path.display()),
+            Db::Postgres(url) => f.write_str(&casework::store::postgres::shown_url(url)),
+        }
+    }
 }
 
 impl DbArg {
-    pub fn path(&self, config: &ConfigArg) -> PathBuf {
+    pub fn target(&self, config: &ConfigArg) -> Db {
         if let Some(db) = &self.db {
-            return db.clone();
+            if casework::store::postgres::is_url(db) {
+                return Db::Postgres(db.clone());
+            }
+            return Db::File(PathBuf::from(db));
         }
         match config.config.as_deref().and_then(Path::parent) {
-            Some(dir) => dir.join("casework.db"),
-            None => PathBuf::from("casework.db"),
+            Some(dir) => Db::File(dir.join("casework.db")),
+            None => Db::File(PathBuf::from("casework.db")),
         }
     }
 
@@ -190,16 +212,38 @@ impl DbArg {
     pub fn open_existing(
         &self,
         config: &ConfigArg,
-    ) -> Result<casework::store::SqliteStore, String> {
-        let path = self.path(config);
-        if !path.exists() {
-            return Err(format!(
-                "no database at {}; `casework run --events FILE` creates it (or pass --db PATH)",
-                path.display()
-            ));
+    ) -> Result<Box<dyn casework::store::Store>, String> {
+        match self.target(config) {
+            Db::File(path) => {
+                if !path.exists() {
+                    return Err(format!(
+                        "no database at {}; `casework run --events FILE` creates it (or pass --db PATH)",
+                        path.display()
+                    ));
+                }
+                casework::store::SqliteStore::open(&path)
+                    .map(|s| Box::new(s) as Box<dyn casework::store::Store>)
+                    .map_err(|e| e.to_string())
+            }
+            Db::Postgres(url) => casework::store::postgres::PgStore::open(&url)
+                .map(|s| Box::new(s) as Box<dyn casework::store::Store>)
+                .map_err(|e| e.to_string()),
         }
-        casework::store::SqliteStore::open(&path).map_err(|e| e.to_string())
     }
+}
+
+/// How a worker shares a PostgreSQL database (ignored with SQLite).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// How long a worker's lease on its partitions lasts: a worker that
+    /// stops renewing (killed, paused, cut off) loses its partitions to
+    /// the others this long after its last renewal.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub partition_lease: std::time::Duration,
+    /// How many partitions a new PostgreSQL database gets (fixed once it
+    /// is set up; more partitions than workers, so work can move).
+    #[arg(long, default_value_t = casework::store::postgres::DEFAULT_PARTITIONS, value_name = "N")]
+    pub partitions: u32,
 }
 
 /// Print each diagnostic as `file:line:col: error[code]: message`, the

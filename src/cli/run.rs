@@ -23,10 +23,11 @@ use casework::engine::{Engine, Outcome, Pack};
 use casework::event::{Event, EventError, EventId};
 use casework::outbox::{OutboxRunner, RetryPolicy, RunnerReport};
 use casework::plugins::{Plugins, Registry};
-use casework::store::{Rejected, SqliteStore};
+use casework::store::Rejected;
 use chrono::SubsecRound;
 
-use super::{ConfigArg, DbArg};
+use super::workers::{LeaseKeeper, Sharing, open_store};
+use super::{ClusterArgs, ConfigArg, Db, DbArg};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,6 +39,8 @@ pub struct Args {
     pub events: PathBuf,
     #[command(flatten)]
     pub db: DbArg,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Print `ack <event id>` (flushed) once each event is committed.
     #[arg(long)]
     pub ack: bool,
@@ -105,15 +108,22 @@ pub struct Opened {
     pub engine: Engine,
     pub plugins: Plugins,
     pub clock: Arc<dyn Clock>,
-    pub db: PathBuf,
-    /// The database did not exist before.
+    pub db: Db,
+    /// The database did not exist before (PostgreSQL: held no event).
     pub fresh: bool,
+    /// On PostgreSQL: this process's partition leases, held while it runs.
+    pub leases: Option<LeaseKeeper>,
 }
 
 /// Load the configuration, open (or create) the store and build the
 /// engine and plugins. `Ok(Err(code))`: the configuration is invalid (the
 /// diagnostics are printed).
-pub fn open(config: &ConfigArg, db: &DbArg) -> Result<Result<Opened, ExitCode>, String> {
+pub fn open(
+    config: &ConfigArg,
+    db: &DbArg,
+    cluster: &ClusterArgs,
+    sharing: Sharing,
+) -> Result<Result<Opened, ExitCode>, String> {
     let loaded = match config.load() {
         Ok(l) => l,
         Err(code) => return Ok(Err(code)),
@@ -134,14 +144,19 @@ pub fn open(config: &ConfigArg, db: &DbArg) -> Result<Result<Opened, ExitCode>, 
         .to_owned();
     let (pack, rules) = Pack::compile(loaded).map_err(|d| d.to_string())?;
 
-    let db = db.path(config);
-    let fresh = !db.exists();
-    let store = SqliteStore::open(&db).map_err(|e| e.to_string())?;
-    anchor_mail_dirs(&mut plugin_defs, db.parent().unwrap_or(Path::new("")));
+    let db = db.target(config);
+    let (store, fresh, leases) = open_store(&db, cluster, sharing)?;
+    // Mail a run writes lands beside a SQLite store; with PostgreSQL,
+    // beside the configuration.
+    let mail_base = match &db {
+        Db::File(path) => path.parent().unwrap_or(Path::new("")).to_owned(),
+        Db::Postgres(_) => config_dir.clone(),
+    };
+    anchor_mail_dirs(&mut plugin_defs, &mail_base);
     let clock: Arc<dyn Clock> = Arc::new(ShopClock(pack.timezone));
     let engine = Engine::builder(pack, rules)
         .clock(clock.clone())
-        .store(Box::new(store))
+        .store(store)
         .build()
         .map_err(|e| e.to_string())?;
     let plugins = Registry::builtin()
@@ -153,6 +168,7 @@ pub fn open(config: &ConfigArg, db: &DbArg) -> Result<Result<Opened, ExitCode>, 
         clock,
         db,
         fresh,
+        leases,
     }))
 }
 
@@ -241,7 +257,8 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         clock,
         db,
         fresh,
-    } = match open(&args.config, &args.db)? {
+        leases: _leases,
+    } = match open(&args.config, &args.db, &args.cluster, Sharing::Alone)? {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
@@ -502,7 +519,7 @@ fn summary(
     engine: &Engine,
     runner: &OutboxRunner,
     tally: &Tally,
-    db: &Path,
+    db: &Db,
     fresh: bool,
     source: &str,
 ) -> Result<(), String> {
@@ -512,7 +529,7 @@ fn summary(
         "read {} line{} from {source} into {} ({})",
         tally.lines,
         if tally.lines == 1 { "" } else { "s" },
-        db.display(),
+        db,
         if fresh { "new" } else { "existing" }
     );
     out!(

@@ -20,7 +20,8 @@ use casework::console::Guard;
 use casework::serve::{App, MAX_BODY};
 
 use super::run::{Opened, OutboxArgs, open};
-use super::{ConfigArg, DbArg};
+use super::workers::Sharing;
+use super::{ClusterArgs, ConfigArg, DbArg};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,6 +33,8 @@ pub struct Args {
     pub listen: String,
     #[command(flatten)]
     pub db: DbArg,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Refuse request bodies larger than this many bytes (413).
     #[arg(long, default_value_t = MAX_BODY, value_name = "BYTES")]
     pub max_body: usize,
@@ -113,7 +116,8 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
         clock,
         db,
         fresh,
-    } = match open(&args.config, &args.db)? {
+        leases,
+    } = match open(&args.config, &args.db, &args.cluster, Sharing::Worker)? {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
@@ -124,11 +128,13 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
         );
     }
     let runner = args.outbox.runner(plugins, clock, "serve");
-    let app = Arc::new(
-        App::new(engine, runner, db.display().to_string())
-            .max_body(args.max_body.max(1))
-            .guard(guard),
-    );
+    let mut app = App::new(engine, runner, db.to_string())
+        .max_body(args.max_body.max(1))
+        .guard(guard);
+    if let Some(keeper) = &leases {
+        app = app.shared(keeper.view.clone());
+    }
+    let app = Arc::new(app);
     let server = tiny_http::Server::http(addr)
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
 
@@ -157,7 +163,7 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
     out!("listening on {}", server.server_addr());
     eprintln!(
         "store {} ({}); the console at http://{}/ ; POST /events, POST /webhooks/{{plugin}}, GET /health, GET /cases/{{id}}, GET /metrics",
-        db.display(),
+        db,
         if fresh { "new" } else { "existing" },
         server.server_addr()
     );
@@ -171,6 +177,8 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
     );
     stop.store(true, Ordering::SeqCst);
     let _ = background.join();
+    // Hand the partitions back at once, for the other workers.
+    drop(leases);
     let finished = served.map_err(|e| format!("the server stopped: {e}"))?;
     if finished {
         eprintln!("stopped");
@@ -193,7 +201,7 @@ fn background(app: &App, stop: &AtomicBool, reload_every: Option<Duration>) {
                 for f in &pass.outbox.failures {
                     eprintln!("outbox: {f}");
                 }
-                if pass.outbox.attempts > 0 {
+                if pass.outbox.attempts > 0 || pass.inbox > 0 {
                     continue;
                 }
             }

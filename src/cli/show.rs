@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use casework::case::{CaseId, CaseStory};
 use casework::engine::Explanation;
-use casework::store::Store;
 
 use super::{ConfigArg, DbArg};
 
@@ -62,7 +61,7 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!(
                 "error: no case {} in {}; `casework cases` lists them",
                 args.case,
-                store.path().display()
+                args.db.target(&config)
             );
             ExitCode::FAILURE
         }

@@ -412,6 +412,16 @@ pub fn case_timers(pack: &Pack, case: &Case, now: Timestamp) -> Vec<Timer> {
         .collect()
 }
 
+/// Where [`Engine::admit`] sends an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Already stored: handling it again would change nothing.
+    Duplicate,
+    /// For this case (new when the event opens one); `claims` are the
+    /// correlation keys an opening event names, to be claimed for it.
+    Case { case: CaseId, claims: Vec<String> },
+}
+
 /// Inbound kinds that open a new case when they match none.
 const OPENING_KINDS: &[&str] = &["customer.message", "customer.call", "email.received"];
 
@@ -589,7 +599,11 @@ impl Engine {
 
     /// The case an event is for: its case id, else the case its order,
     /// tracking number or Message-ID is linked to (in this batch first).
-    fn resolve(&self, pending: &Pending, event: &Event) -> Result<Option<CaseId>, StoreError> {
+    fn resolve(
+        &self,
+        known: &HashMap<String, CaseId>,
+        event: &Event,
+    ) -> Result<Option<CaseId>, StoreError> {
         if let Some(c) = &event.case {
             return Ok(Some(c.clone()));
         }
@@ -597,7 +611,7 @@ impl Engine {
             .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
             .chain(event.in_reply_to.iter().map(|m| Link::MessageId(m)));
         for link in links {
-            if let Some(c) = pending.links.get(&link.key()) {
+            if let Some(c) = known.get(&link.key()) {
                 return Ok(Some(c.clone()));
             }
             if let Some(c) = self.store.linked_case(&link)? {
@@ -655,7 +669,7 @@ impl Engine {
             }
             .into());
         }
-        let id = match self.resolve(pending, event)? {
+        let id = match self.resolve(&pending.links, event)? {
             Some(id) => id,
             None if OPENING_KINDS.contains(&event.kind.as_str()) => opening_case_id(&event.id),
             None => return Err(unresolved(event).into()),
@@ -855,6 +869,58 @@ impl Engine {
             counts_from,
             &others,
         )?)
+    }
+
+    /// Where an event goes, decided without handling it: for a worker
+    /// that acknowledges events into a shared inbox for their case's owner
+    /// (`casework serve` on PostgreSQL). The refusals that depend on the
+    /// event alone (no id, an unknown kind, fields that do not parse, no
+    /// case to match) come at once, as `handle` would give them; a
+    /// duplicate is one already stored. `claimed` holds the keys claimed
+    /// by the events admitted before in the same request (they are not
+    /// stored yet); an opening event adds its own.
+    pub fn admit(
+        &self,
+        event: &Event,
+        claimed: &mut HashMap<String, CaseId>,
+    ) -> Result<Admission, EngineError> {
+        if event.id.is_unset() {
+            return Err(EventError::Malformed {
+                event: event.id.clone(),
+                kind: event.kind.0.clone(),
+                message: "the event has no `id`; every event needs a unique id".into(),
+            }
+            .into());
+        }
+        if self.store.has_event(&event.id)? {
+            return Ok(Admission::Duplicate);
+        }
+        if !self.pack.workflow.known_kind(event.kind.as_str()) {
+            return Err(EventError::UnknownKind {
+                event: event.id.clone(),
+                kind: event.kind.0.clone(),
+            }
+            .into());
+        }
+        event.payload()?;
+        match self.resolve(claimed, event)? {
+            Some(case) => Ok(Admission::Case {
+                case,
+                claims: Vec::new(),
+            }),
+            None if OPENING_KINDS.contains(&event.kind.as_str()) => {
+                let case = opening_case_id(&event.id);
+                let claims: Vec<String> = (event.order.iter().map(|o| Link::Order(o.as_str())))
+                    .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
+                    .map(|l| l.key())
+                    .collect();
+                for key in &claims {
+                    claimed.insert(key.clone(), case.clone());
+                }
+                Ok(Admission::Case { case, claims })
+            }
+            None => Err(unresolved(event).into()),
+        }
     }
 
     /// The other cases of the customer of case `id` (by the customer's key:

@@ -34,8 +34,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use std::collections::BTreeMap;
 
 use super::{
-    Accepted, ActionOutcome, ActionStatus, Batch, CaseSummary, ClaimRequest, Commit, Link,
-    OutboxCounts, OutboxEntry, Rejected, Store, StoreError, Timer,
+    Accepted, ActionOutcome, Batch, CaseSummary, ClaimRequest, Commit, Link, OutboxCounts,
+    OutboxEntry, Rejected, Store, StoreError, Timer,
 };
 use crate::Timestamp;
 use crate::action::Action;
@@ -44,6 +44,8 @@ use crate::case::{Author, Case, CaseId, Past};
 use crate::config::PackSource;
 use crate::event::EventId;
 use crate::rules::RuleSetSource;
+
+use super::rows::{ENTRY_COLUMNS, RawEntry, decode, decode_time, encode, from_millis, millis};
 
 /// One step of the schema: SQL, or SQL followed by a rewrite of rows that
 /// SQL alone cannot do.
@@ -406,83 +408,6 @@ impl SqliteStore {
             result: row.get(7)?,
         })
     }
-}
-
-const ENTRY_COLUMNS: &str =
-    "action, status, attempts, next_attempt, lease_owner, lease_until, last_error, result";
-
-/// An outbox row as read, before decoding its JSON.
-struct RawEntry {
-    action: String,
-    status: String,
-    attempts: i64,
-    next_attempt: String,
-    lease_owner: Option<String>,
-    lease_until: Option<i64>,
-    last_error: Option<String>,
-    result: Option<String>,
-}
-
-impl RawEntry {
-    fn decode(self, path: &str) -> Result<OutboxEntry, StoreError> {
-        let action: Action = decode(path, "outbox", &self.action)?;
-        let corrupt = |what: &str| StoreError::Corrupt {
-            path: path.to_owned(),
-            message: format!("outbox row {}: {what}", action.id),
-        };
-        let status = ActionStatus::parse(&self.status).ok_or_else(|| corrupt("bad status"))?;
-        let next_attempt_at = Timestamp::parse_from_rfc3339(&self.next_attempt)
-            .map_err(|_| corrupt("bad next_attempt"))?;
-        let lease_until = match self.lease_until {
-            Some(ms) => Some(from_millis(ms).ok_or_else(|| corrupt("bad lease_until"))?),
-            None => None,
-        };
-        let result = match self.result {
-            Some(r) => Some(decode(path, "outbox result", &r)?),
-            None => None,
-        };
-        Ok(OutboxEntry {
-            action,
-            status,
-            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
-            next_attempt_at,
-            lease_owner: self.lease_owner,
-            lease_until,
-            last_error: self.last_error,
-            result,
-        })
-    }
-}
-
-fn millis(t: Timestamp) -> i64 {
-    t.timestamp_millis()
-}
-
-fn from_millis(ms: i64) -> Option<Timestamp> {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.fixed_offset())
-}
-
-fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    path: &str,
-    table: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        path: path.to_owned(),
-        message: format!("a row of `{table}` does not decode: {e}"),
-    })
-}
-
-/// A stored RFC 3339 time; a bad one means the file was damaged.
-fn decode_time(path: &str, column: &str, text: &str) -> Result<Timestamp, StoreError> {
-    Timestamp::parse_from_rfc3339(text).map_err(|e| StoreError::Corrupt {
-        path: path.to_owned(),
-        message: format!("{column} `{text}`: {e}"),
-    })
 }
 
 /// Turn a SQLite error into what the user should do about it.
