@@ -52,6 +52,7 @@ pub mod eval;
 pub mod explain;
 pub mod graph;
 pub mod mail;
+pub mod migrate;
 pub mod run;
 pub mod serve;
 pub mod show;
@@ -103,6 +104,9 @@ pub enum Command {
     Cases(cases::Args),
     /// Tell one stored case's story: record, promises and every decision.
     Show(show::Args),
+    /// Copy an embedded SQLite store into a PostgreSQL database (new or
+    /// empty), checking every table's row count.
+    Migrate(migrate::Args),
 }
 
 /// Parse the command line and run the subcommand. Usage errors exit 2
@@ -121,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Cases(args) => cases::run(args),
         Command::Show(args) => show::run(args),
+        Command::Migrate(args) => migrate::run(args),
     }
 }
 

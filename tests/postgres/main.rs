@@ -88,6 +88,10 @@ const TESTS: &[(&str, Test)] = &[
         store::partitions_are_shared_fairly_and_handed_back,
     ),
     (
+        "store::migrate_copies_an_embedded_store",
+        store::migrate_copies_an_embedded_store,
+    ),
+    (
         "cluster::one_worker_serves_events_through_the_inbox",
         cluster::one_worker_serves_events_through_the_inbox,
     ),

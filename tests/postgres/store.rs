@@ -164,3 +164,44 @@ pub fn partitions_are_shared_fairly_and_handed_back(db: &TestDb) -> Result<(), F
     assert_eq!(held(&stores)[1].len(), 64);
     Ok(())
 }
+
+pub fn migrate_copies_an_embedded_store(db: &TestDb) -> Result<(), Failed> {
+    use casework::store::SqliteStore;
+    let dir = crate::util::scratch("pg-migrate");
+    let file = dir.join("casework.db");
+    let run = crate::util::casework([
+        "run",
+        "--events",
+        "examples/events/shop.jsonl",
+        "--db",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.output());
+    let migrate =
+        crate::util::casework(["migrate", "--from", file.to_str().unwrap(), "--to", &db.url]);
+    assert_eq!(migrate.code, 0, "{}", migrate.output());
+    assert!(migrate.stdout.contains("events"), "{}", migrate.output());
+    let sqlite = SqliteStore::open(&file)?;
+    let pg = PgStore::open(&db.url)?;
+    assert_eq!(pg.event_count()?, sqlite.event_count()?);
+    assert_eq!(pg.case_count()?, sqlite.case_count()?);
+    assert_eq!(pg.timer_count()?, sqlite.timer_count()?);
+    assert_eq!(pg.outbox_counts()?, sqlite.outbox_counts()?);
+    for id in sqlite.case_ids()? {
+        assert_eq!(pg.load(&id)?, sqlite.load(&id)?, "{id}");
+        assert_eq!(pg.decisions(&id)?, sqlite.decisions(&id)?, "{id}");
+        assert_eq!(pg.past(&id)?, sqlite.past(&id)?, "{id}");
+        assert_eq!(pg.events(&id)?, sqlite.events(&id)?, "{id}");
+        assert_eq!(pg.case_actions(&id)?, sqlite.case_actions(&id)?, "{id}");
+    }
+    // A second migration into the same database is refused: it has cases.
+    let again =
+        crate::util::casework(["migrate", "--from", file.to_str().unwrap(), "--to", &db.url]);
+    assert_eq!(again.code, 1, "{}", again.output());
+    assert!(
+        again.stderr.contains("already holds cases"),
+        "{}",
+        again.output()
+    );
+    Ok(())
+}

@@ -27,6 +27,7 @@
 //! (arrays through `unnest`), so a commit costs a dozen round trips
 //! whatever its size.
 
+mod import;
 mod leases;
 mod schema;
 mod write;
@@ -53,6 +54,7 @@ use crate::config::PackSource;
 use crate::event::{Event, EventId};
 use crate::rules::RuleSetSource;
 
+pub use import::{Copied, import_sqlite};
 pub use leases::{LeaseRound, Leases, Ownership, PartitionLease, PartitionOwner};
 
 /// Partitions of a new database: enough for a few dozen workers.
