@@ -57,6 +57,7 @@ pub mod serve;
 pub mod show;
 pub mod simulate;
 pub mod test;
+pub mod verify;
 
 /// Keeps customer-service cases moving and promises kept.
 #[derive(Debug, Parser)]
@@ -102,6 +103,10 @@ pub enum Command {
     Cases(cases::Args),
     /// Tell one stored case's story: record, promises and every decision.
     Show(show::Args),
+    /// Replay stored cases (all, or --sample N) from their events with
+    /// the versions that decided them and compare with the stored rows,
+    /// after an upgrade. Exits 1 on any divergence.
+    Verify(verify::Args),
 }
 
 /// Parse the command line and run the subcommand. Usage errors exit 2
@@ -120,6 +125,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Cases(args) => cases::run(args),
         Command::Show(args) => show::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 
