@@ -60,7 +60,6 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let db = args.db.path(&args.config);
     let loaded = match args.config.load() {
         Ok(l) => l,
         Err(code) => return code,
@@ -82,19 +81,19 @@ pub fn run(args: Args) -> ExitCode {
     {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {}: {e}", db.display());
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     let total = match engine.store().case_count() {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("error: {}: {e}", db.display());
+            eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
     if total == 0 {
-        out!("no cases in {}: nothing to verify", db.display());
+        out!("no cases in the store: nothing to verify");
         return ExitCode::SUCCESS;
     }
     let sample = Sample::new(args.sample, total);
@@ -111,7 +110,7 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: cannot list the cases of {}: {e}", db.display());
+            eprintln!("error: cannot list the cases: {e}");
             ExitCode::FAILURE
         }
     }
