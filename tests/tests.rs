@@ -20,3 +20,4 @@ mod scenarios;
 mod serve;
 mod store;
 mod util;
+mod verify;

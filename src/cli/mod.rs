@@ -59,6 +59,7 @@ pub mod show;
 pub mod simulate;
 pub mod test;
 pub mod workers;
+pub mod verify;
 
 /// Keeps customer-service cases moving and promises kept.
 #[derive(Debug, Parser)]
@@ -107,6 +108,10 @@ pub enum Command {
     /// Copy an embedded SQLite store into a PostgreSQL database (new or
     /// empty), checking every table's row count.
     Migrate(migrate::Args),
+    /// Replay stored cases (all, or --sample N) from their events with
+    /// the versions that decided them and compare with the stored rows,
+    /// after an upgrade. Exits 1 on any divergence.
+    Verify(verify::Args),
 }
 
 /// Parse the command line and run the subcommand. Usage errors exit 2
@@ -126,6 +131,7 @@ pub fn main() -> ExitCode {
         Command::Cases(args) => cases::run(args),
         Command::Show(args) => show::run(args),
         Command::Migrate(args) => migrate::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

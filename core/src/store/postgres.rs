@@ -584,6 +584,19 @@ impl Store for PgStore {
         Ok(rows.iter().map(|r| CaseId(r.get(0))).collect())
     }
 
+    fn case_ids_after(
+        &self,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> Result<Vec<CaseId>, StoreError> {
+        let after = after.map(|c| c.0.as_str());
+        let rows = self.conn().query(
+            "SELECT id FROM cases WHERE $1::TEXT IS NULL OR id > $1 ORDER BY id LIMIT $2",
+            &[&after, &(limit as i64)],
+        )?;
+        Ok(rows.iter().map(|r| CaseId(r.get(0))).collect())
+    }
+
     fn case_count(&self) -> Result<usize, StoreError> {
         Ok(self.counter("cases")?.max(0) as usize)
     }

@@ -799,6 +799,28 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    /// A range on the primary key: each page costs what it returns.
+    fn case_ids_after(
+        &self,
+        after: Option<&CaseId>,
+        limit: usize,
+    ) -> Result<Vec<CaseId>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = match after {
+            Some(_) => "SELECT id FROM cases WHERE id > ?1 ORDER BY id LIMIT ?2",
+            None => "SELECT id FROM cases ORDER BY id LIMIT ?1",
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let id = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
+        let rows = match after {
+            Some(after) => stmt.query_map(params![after.0, limit], id),
+            None => stmt.query_map(params![limit], id),
+        }
+        .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(CaseId).map_err(|e| self.err(e)))
+            .collect()
+    }
+
     fn case_count(&self) -> Result<usize, StoreError> {
         Ok(self.counter("cases")? as usize)
     }
