@@ -60,7 +60,9 @@ impl Drop for Worker {
 
 fn post(addr: &str, path: &str, body: &str) -> Option<(u16, Value)> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .ok()?;
     let method = if body.is_empty() { "GET" } else { "POST" };
     write!(
         stream,
@@ -112,7 +114,10 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -165,13 +170,23 @@ fn main() {
         .or_else(|_| std::env::var("CASEWORK_TEST_PG"))
         .ok()
     else {
-        eprintln!("cluster bench: set CASEWORK_BENCH_PG (or CASEWORK_TEST_PG) to a PostgreSQL server's URL");
+        eprintln!(
+            "cluster bench: set CASEWORK_BENCH_PG (or CASEWORK_TEST_PG) to a PostgreSQL server's URL"
+        );
         return;
     };
-    let events: usize = std::env::var("EVENTS").ok().and_then(|e| e.parse().ok()).unwrap_or(8000);
-    let kills: usize = std::env::var("KILLS").ok().and_then(|e| e.parse().ok()).unwrap_or(20);
+    let events: usize = std::env::var("EVENTS")
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(8000);
+    let kills: usize = std::env::var("KILLS")
+        .ok()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(20);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("cluster bench: {events} events per run (each opens a case), batches of 50, 4 clients; {cores} cores, PostgreSQL on the same machine");
+    println!(
+        "cluster bench: {events} events per run (each opens a case), batches of 50, 4 clients; {cores} cores, PostgreSQL on the same machine"
+    );
 
     let dir = scratch("sqlite");
     let sqlite_rate = {
@@ -185,7 +200,9 @@ fn main() {
     for workers in [1, 2, 4] {
         let db = Database::create(&server, &format!("w{workers}"));
         let dir = scratch(&format!("pg{workers}"));
-        let ws: Vec<Worker> = (0..workers).map(|_| Worker::start(&db.url, &dir, "5s")).collect();
+        let ws: Vec<Worker> = (0..workers)
+            .map(|_| Worker::start(&db.url, &dir, "5s"))
+            .collect();
         // Let the workers share the partitions out.
         std::thread::sleep(Duration::from_secs(if workers > 1 { 4 } else { 1 }));
         let addrs: Vec<String> = ws.iter().map(|w| w.addr.clone()).collect();
@@ -195,9 +212,15 @@ fn main() {
         if workers == 1 {
             one = rate;
         }
-        println!("  PostgreSQL, {workers} worker{}: {rate:>8.0} events/s", if workers == 1 { " " } else { "s" });
+        println!(
+            "  PostgreSQL, {workers} worker{}: {rate:>8.0} events/s",
+            if workers == 1 { " " } else { "s" }
+        );
     }
-    println!("  PostgreSQL 1 worker / SQLite 1 worker: {:.2}×", one / sqlite_rate);
+    println!(
+        "  PostgreSQL 1 worker / SQLite 1 worker: {:.2}×",
+        one / sqlite_rate
+    );
 
     // Failover.
     let db = Database::create(&server, "failover");
@@ -210,7 +233,12 @@ fn main() {
         let (_, health) = post(&ws[victim].addr, "/health", "").expect("health");
         let held: Vec<u32> = health["cluster"]["partitions"]
             .as_array()
-            .map(|a| a.iter().filter_map(|p| p["partition"].as_u64()).map(|p| p as u32).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["partition"].as_u64())
+                    .map(|p| p as u32)
+                    .collect()
+            })
             .unwrap_or_default();
         let Some(target) = held.first().copied() else {
             eprintln!("worker {victim} holds no partition yet; skipped");

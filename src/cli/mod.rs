@@ -58,8 +58,8 @@ pub mod serve;
 pub mod show;
 pub mod simulate;
 pub mod test;
-pub mod workers;
 pub mod verify;
+pub mod workers;
 
 /// Keeps customer-service cases moving and promises kept.
 #[derive(Debug, Parser)]

@@ -26,7 +26,7 @@ use casework::plugins::{Plugins, Registry};
 use casework::store::Rejected;
 use chrono::SubsecRound;
 
-use super::workers::{LeaseKeeper, Sharing, open_store};
+use super::workers::{LeaseKeeper, OpenStore, Sharing, open_store};
 use super::{ClusterArgs, ConfigArg, Db, DbArg};
 
 #[derive(Debug, clap::Args)]
@@ -145,7 +145,11 @@ pub fn open(
     let (pack, rules) = Pack::compile(loaded).map_err(|d| d.to_string())?;
 
     let db = db.target(config);
-    let (store, fresh, leases) = open_store(&db, cluster, sharing)?;
+    let OpenStore {
+        store,
+        fresh,
+        leases,
+    } = open_store(&db, cluster, sharing)?;
     // Mail a run writes lands beside a SQLite store; with PostgreSQL,
     // beside the configuration.
     let mail_base = match &db {

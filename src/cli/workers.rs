@@ -40,18 +40,26 @@ impl Drop for LeaseKeeper {
     }
 }
 
-/// The store at `db`: (store, whether it is new, the lease keeper on
-/// PostgreSQL).
-pub fn open_store(
-    db: &Db,
-    cluster: &ClusterArgs,
-    sharing: Sharing,
-) -> Result<(Box<dyn Store>, bool, Option<LeaseKeeper>), String> {
+/// A store opened for a command.
+pub struct OpenStore {
+    pub store: Box<dyn Store>,
+    /// It did not exist before (PostgreSQL: it held no event).
+    pub fresh: bool,
+    /// On PostgreSQL, the leases this process holds while it runs.
+    pub leases: Option<LeaseKeeper>,
+}
+
+/// The store at `db`.
+pub fn open_store(db: &Db, cluster: &ClusterArgs, sharing: Sharing) -> Result<OpenStore, String> {
     match db {
         Db::File(path) => {
             let fresh = !path.exists();
             let store = SqliteStore::open(path).map_err(|e| e.to_string())?;
-            Ok((Box::new(store), fresh, None))
+            Ok(OpenStore {
+                store: Box::new(store),
+                fresh,
+                leases: None,
+            })
         }
         Db::Postgres(url) => {
             let options = PgOptions {
@@ -60,7 +68,11 @@ pub fn open_store(
             let store = PgStore::open_with(url, &options).map_err(|e| e.to_string())?;
             let fresh = store.event_count().map_err(|e| e.to_string())? == 0;
             let keeper = keep_leases(&store, cluster, sharing)?;
-            Ok((Box::new(store), fresh, Some(keeper)))
+            Ok(OpenStore {
+                store: Box::new(store),
+                fresh,
+                leases: Some(keeper),
+            })
         }
     }
 }

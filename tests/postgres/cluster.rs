@@ -431,3 +431,44 @@ pub fn a_paused_worker_cannot_commit(db: &TestDb) -> Result<(), Failed> {
     assert_eq!(verify.code, 0, "{}", verify.output());
     Ok(())
 }
+
+pub fn a_lost_connection_is_reported_and_recovered(db: &TestDb) -> Result<(), Failed> {
+    let dir = scratch("pg-lost-connection");
+    let warehouse = Warehouse::start();
+    let config = pack(&dir, &warehouse.url);
+    let worker = Worker::start(&config, &db.url, "2s", dir.join("w.log"));
+    let (status, body) = send(&worker.addr, "POST", "/events", &Value::Array(story(1, 2)).to_string())?;
+    assert_eq!(status, 202, "{body}");
+    // The database drops every connection of the worker (a failover of
+    // PostgreSQL itself, a network cut).
+    let mut admin = db.client();
+    let name: String = admin.query_one("SELECT current_database()", &[])?.get(0);
+    admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+        &[&name],
+    )?;
+    // The next requests either fail with a 503 that says to send again, or
+    // pass once the worker has connected again; none is lost.
+    let mut acknowledged = 3;
+    for n in 2..12 {
+        let batch = Value::Array(story(n, 2)).to_string();
+        let mut tries = 0;
+        loop {
+            let (status, body) = send(&worker.addr, "POST", "/events", &batch)?;
+            if status == 202 {
+                acknowledged += 3;
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            assert!(body["error"].as_str().unwrap_or("").contains("send them again"), "{body}");
+            tries += 1;
+            assert!(tries < 20, "the worker did not connect again: {}", worker.log_text());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    assert!(settle(db, Duration::from_secs(30)), "{}", worker.log_text());
+    let stored = query_i64(db, "SELECT COUNT(*) FROM events WHERE id NOT LIKE 'timer:%'");
+    assert_eq!(stored, acknowledged);
+    Ok(())
+}

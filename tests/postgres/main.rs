@@ -100,6 +100,10 @@ const TESTS: &[(&str, Test)] = &[
         cluster::three_workers_survive_kills,
     ),
     (
+        "cluster::a_lost_connection_is_reported_and_recovered",
+        cluster::a_lost_connection_is_reported_and_recovered,
+    ),
+    (
         "cluster::a_paused_worker_cannot_commit",
         cluster::a_paused_worker_cannot_commit,
     ),

@@ -455,42 +455,6 @@ macro_rules! entries_sql {
     };
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn entries_sql_keeps_the_column_order() {
-        assert!(entries_sql!("").contains(crate::store::rows::ENTRY_COLUMNS));
-    }
-
-    #[test]
-    fn partitions_are_stable_and_spread() {
-        // Fixed values: a change here moves every case of every database.
-        assert_eq!(
-            partition_of(&CaseId("C-1".into()), 64),
-            partition_of(&CaseId("C-1".into()), 64)
-        );
-        let mut seen = std::collections::BTreeSet::new();
-        for i in 0..1000 {
-            seen.insert(partition_of(&CaseId(format!("C-{i}")), 64));
-        }
-        assert_eq!(seen.len(), 64);
-    }
-
-    #[test]
-    fn urls_are_told_from_paths_and_shown_without_password() {
-        assert!(is_url("postgres://u@h/db"));
-        assert!(is_url("postgresql://h/db"));
-        assert!(!is_url("casework.db"));
-        assert_eq!(
-            shown_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
-        assert_eq!(shown_url("postgres://u@h/db"), "postgres://u@h/db");
-    }
-}
-
 impl Store for PgStore {
     fn load(&self, id: &CaseId) -> Result<Option<Case>, StoreError> {
         Ok(self
@@ -871,5 +835,41 @@ impl Inbox for PgStore {
             .into_iter()
             .map(|(partition, epoch)| PartitionLease { partition, epoch })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_sql_keeps_the_column_order() {
+        assert!(entries_sql!("").contains(crate::store::rows::ENTRY_COLUMNS));
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        // Fixed values: a change here moves every case of every database.
+        assert_eq!(
+            partition_of(&CaseId("C-1".into()), 64),
+            partition_of(&CaseId("C-1".into()), 64)
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..1000 {
+            seen.insert(partition_of(&CaseId(format!("C-{i}")), 64));
+        }
+        assert_eq!(seen.len(), 64);
+    }
+
+    #[test]
+    fn urls_are_told_from_paths_and_shown_without_password() {
+        assert!(is_url("postgres://u@h/db"));
+        assert!(is_url("postgresql://h/db"));
+        assert!(!is_url("casework.db"));
+        assert_eq!(
+            shown_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(shown_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }
