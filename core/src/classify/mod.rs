@@ -39,6 +39,7 @@ pub mod eval;
 pub mod examples;
 pub mod features;
 mod model;
+mod nearest;
 
 #[cfg(test)]
 mod tests;
@@ -348,26 +349,26 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(model: &Model, p: &Prediction, reasons: Reasons) -> Verdict {
+    fn new(model: &Model, p: &Prediction, reasons: Reasons<'_>) -> Verdict {
+        use std::fmt::Write;
         let label = model.labels()[p.best].clone();
         let mut why = String::new();
-        if !reasons.ngrams.is_empty() {
-            let grams: Vec<String> = reasons
-                .ngrams
-                .iter()
-                .map(|(g, _)| format!("\"{g}\""))
-                .collect();
-            why.push_str(&format!("words {}", grams.join(", ")));
+        for (i, (g, _)) in reasons.ngrams.iter().enumerate() {
+            why.push_str(if i == 0 { "words \"" } else { ", \"" });
+            why.push_str(g);
+            why.push('"');
         }
-        if let Some((e, _)) = &reasons.nearest {
+        if let Some((e, _)) = reasons.nearest {
             if !why.is_empty() {
                 why.push_str("; ");
             }
-            why.push_str(&format!(
+            // Writing to a String cannot fail.
+            let _ = write!(
+                why,
                 "like the example \"{}\" ({})",
                 snippet(&e.text, 60),
                 e.location
-            ));
+            );
         }
         Verdict {
             label,

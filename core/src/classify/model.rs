@@ -15,13 +15,16 @@
 //! the same way on every machine (the platform's `libm` does not promise
 //! that). Same examples, same model bytes, same [`Model::hash`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
 
 use sha2::{Digest, Sha256};
 
 use super::examples::Example;
-use super::features::{each_feature, feature_text, prepare};
+use super::features::{Prepared, each_feature, feature_text};
+use super::nearest::{self, ExampleIndex};
 
 /// Passes over the examples. Cross-validation on the default pack: 12 to
 /// 40 give the same accuracy within half a point.
@@ -31,8 +34,6 @@ const ETA0: f64 = 2.0;
 /// L2 regularisation, kept light: the small example sets of a pack gain
 /// more from the weights the rare n-grams earn than from shrinking them.
 const LAMBDA: f64 = 2e-5;
-/// Query n-grams used to look for the nearest example (the heaviest).
-const NEAREST_FEATURES: usize = 16;
 /// Seed of the per-epoch shuffle.
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -73,11 +74,8 @@ pub struct Model {
     bias: Vec<f64>,
     /// The examples, in canonical order, for "nearest example".
     examples: Vec<Example>,
-    example_labels: Vec<u32>,
-    /// Postings: (label, feature id) -> (example, weight), as offsets
-    /// into `postings` (key label × features + feature).
-    offsets: Vec<u32>,
-    postings: Vec<(u32, f32)>,
+    /// Their TF-IDF vectors by label and feature, to find the nearest.
+    index: ExampleIndex,
     hash: String,
 }
 
@@ -94,16 +92,51 @@ pub struct Prediction {
 
 /// The reasons for a prediction: the n-grams that weighed most for the
 /// label over the runner-up, and the most similar example of that label.
+/// They borrow from the model (a verdict formats them once; copying an
+/// example and its place per message would cost more than finding it).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Reasons {
+pub struct Reasons<'m> {
     /// (n-gram, how much it moved the score), heaviest first.
-    pub ngrams: Vec<(String, f64)>,
-    /// The nearest example of the chosen label, and its cosine similarity.
-    pub nearest: Option<(Example, f64)>,
+    pub ngrams: Vec<(&'m str, f64)>,
+    /// The nearest example of the chosen label, and its similarity (see
+    /// [`super::nearest`]).
+    pub nearest: Option<(&'m Example, f64)>,
 }
 
 /// A message as TF-IDF: (feature id, weight), sorted by id, L2-normalised.
 type Vector = Vec<(u32, f64)>;
+
+/// The buffers of one classification, kept per thread: a message is
+/// prepared, counted, weighed and explained without allocating once they
+/// have grown to the longest message seen.
+#[derive(Debug, Default)]
+struct Scratch {
+    text: Prepared,
+    /// Feature id -> (the call that last saw it, occurrences in that
+    /// call): counting by id without clearing a vocabulary-sized array
+    /// per call.
+    marks: Vec<(u32, u32)>,
+    call: u32,
+    /// The feature ids of this message, each once.
+    ids: Vec<u32>,
+    vector: Vector,
+    scores: Vec<f64>,
+    moved: Vec<(u32, f64)>,
+    nearest: nearest::Scratch,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Run `f` with this thread's scratch (or a fresh one, should a
+/// classification ever run inside another on the same thread).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
 
 impl Model {
     /// Train on `examples` (those whose label is not in `labels` are
@@ -147,13 +180,14 @@ impl Model {
         // Vocabulary: every n-gram seen, ids in the order of their text.
         let mut seen: HashMap<u64, (String, u32, bool)> = HashMap::new();
         let mut per_example: Vec<Vec<u64>> = Vec::with_capacity(examples.len());
+        let mut prepared = Prepared::default();
         for e in &examples {
-            let chars = prepare(&e.text);
+            prepared.read(&e.text);
             let mut hashes = Vec::new();
-            each_feature(&chars, |h, start, len, word| {
+            each_feature(&prepared, |h, start, len, word| {
                 hashes.push(h);
                 seen.entry(h)
-                    .or_insert_with(|| (feature_text(&chars, start, len, word), 0, word));
+                    .or_insert_with(|| (feature_text(&prepared, start, len, word), 0, word));
             });
             hashes.sort_unstable();
             let mut distinct = hashes.clone();
@@ -189,29 +223,7 @@ impl Model {
 
         let (weights, bias) = sgd(&vectors, &example_labels, labels.len(), names.len());
 
-        // Postings for the nearest example, per label and feature:
-        // key = label × features + feature.
-        let n_features = names.len();
-        let key = |label: u32, f: u32| label as usize * n_features + f as usize;
-        let mut counts = vec![0u32; labels.len() * n_features + 1];
-        for (v, &y) in vectors.iter().zip(&example_labels) {
-            for &(f, _) in v {
-                counts[key(y, f) + 1] += 1;
-            }
-        }
-        for i in 1..counts.len() {
-            counts[i] += counts[i - 1];
-        }
-        let offsets = counts.clone();
-        let mut fill = counts;
-        let mut postings = vec![(0u32, 0f32); *offsets.last().unwrap_or(&0) as usize];
-        for (ei, (v, &y)) in vectors.iter().zip(&example_labels).enumerate() {
-            for &(f, w) in v {
-                let slot = &mut fill[key(y, f)];
-                postings[*slot as usize] = (ei as u32, w as f32);
-                *slot += 1;
-            }
-        }
+        let index = ExampleIndex::build(&vectors, &example_labels, labels.len());
 
         let mut model = Model {
             labels: labels.to_vec(),
@@ -223,9 +235,7 @@ impl Model {
             weights,
             bias,
             examples,
-            example_labels,
-            offsets,
-            postings,
+            index,
             hash: String::new(),
         };
         let digest = Sha256::digest(model.to_bytes());
@@ -290,148 +300,155 @@ impl Model {
         out
     }
 
-    /// The message as TF-IDF over this model's vocabulary.
-    fn vectorize(&self, text: &str) -> Vector {
-        let chars = prepare(text);
-        let mut ids = Vec::with_capacity(chars.len() * 4);
-        each_feature(&chars, |h, _, _, _| {
+    /// The message as TF-IDF over this model's vocabulary, in
+    /// `scratch.vector`.
+    fn vectorize(&self, text: &str, scratch: &mut Scratch) {
+        let Scratch {
+            text: prepared,
+            marks,
+            call,
+            ids,
+            vector,
+            ..
+        } = scratch;
+        prepared.read(text);
+        if marks.len() < self.names.len() {
+            marks.resize(self.names.len(), (0, 0));
+        }
+        *call = call.wrapping_add(1);
+        if *call == 0 {
+            // Once in 2^32 calls the stamps wrap: forget them all.
+            marks.fill((0, 0));
+            *call = 1;
+        }
+        let call = *call;
+        ids.clear();
+        each_feature(prepared, |h, _, _, _| {
             if let Some(&id) = self.vocab.get(&h) {
-                ids.push(id);
+                let mark = &mut marks[id as usize];
+                if mark.0 == call {
+                    mark.1 += 1;
+                } else {
+                    *mark = (call, 1);
+                    ids.push(id);
+                }
             }
         });
-        tf_idf(ids.into_iter(), &self.idf)
+        ids.sort_unstable();
+        weigh(
+            ids.iter().map(|&id| (id, marks[id as usize].1)),
+            &self.idf,
+            vector,
+        );
     }
 
-    fn scores(&self, v: &Vector) -> Vec<f64> {
+    /// `scores[l]`: label `l`'s score for the vector `v`.
+    fn scores_into(&self, v: &[(u32, f64)], scores: &mut Vec<f64>) {
         let l = self.labels.len();
-        let mut scores = self.bias.clone();
+        scores.clear();
+        scores.extend_from_slice(&self.bias);
         for &(f, x) in v {
             let row = &self.weights[f as usize * l..f as usize * l + l];
             for (s, w) in scores.iter_mut().zip(row) {
                 *s += w * x;
             }
         }
-        scores
     }
 
     /// Every label's probability for `text`; `None` for a model with no
     /// labels.
     pub fn predict(&self, text: &str) -> Option<Prediction> {
-        self.predict_vector(&self.vectorize(text))
+        with_scratch(|scratch| {
+            self.vectorize(text, scratch);
+            self.predict_vector(scratch)
+        })
     }
 
-    fn predict_vector(&self, v: &Vector) -> Option<Prediction> {
+    fn predict_vector(&self, scratch: &mut Scratch) -> Option<Prediction> {
         if self.labels.is_empty() {
             return None;
         }
-        let probabilities = softmax(&self.scores(v));
-        let mut order: Vec<usize> = (0..probabilities.len()).collect();
-        order.sort_by(|&a, &b| {
-            probabilities[b]
-                .total_cmp(&probabilities[a])
-                .then(a.cmp(&b))
-        });
+        self.scores_into(&scratch.vector, &mut scratch.scores);
+        let probabilities = softmax(&scratch.scores);
+        // The most probable label and the next, ties to the first
+        // declared.
+        let above = |a: usize, b: usize| probabilities[a].total_cmp(&probabilities[b]).is_gt();
+        let mut best = 0;
+        let mut runner_up: Option<usize> = None;
+        for i in 1..probabilities.len() {
+            if above(i, best) {
+                runner_up = Some(best);
+                best = i;
+            } else if runner_up.is_none_or(|r| above(i, r)) {
+                runner_up = Some(i);
+            }
+        }
         Some(Prediction {
-            best: order[0],
-            runner_up: order.get(1).copied(),
+            best,
+            runner_up,
             probabilities,
         })
     }
 
     /// The prediction and its reasons when the best label's probability
     /// reaches the threshold; `None` when the model is unsure.
-    pub fn confident(&self, text: &str) -> Option<(Prediction, Reasons)> {
-        let v = self.vectorize(text);
-        let p = self.predict_vector(&v)?;
-        if p.probabilities[p.best] < self.threshold {
-            return None;
-        }
-        let reasons = self.reasons(&v, &p);
-        Some((p, reasons))
+    pub fn confident(&self, text: &str) -> Option<(Prediction, Reasons<'_>)> {
+        with_scratch(|scratch| {
+            self.vectorize(text, scratch);
+            let p = self.predict_vector(scratch)?;
+            if p.probabilities[p.best] < self.threshold {
+                return None;
+            }
+            let reasons = self.reasons(scratch, &p);
+            Some((p, reasons))
+        })
     }
 
     /// Why `text` got its prediction (whatever the confidence).
-    pub fn explain(&self, text: &str) -> Option<(Prediction, Reasons)> {
-        let v = self.vectorize(text);
-        let p = self.predict_vector(&v)?;
-        let reasons = self.reasons(&v, &p);
-        Some((p, reasons))
+    pub fn explain(&self, text: &str) -> Option<(Prediction, Reasons<'_>)> {
+        with_scratch(|scratch| {
+            self.vectorize(text, scratch);
+            let p = self.predict_vector(scratch)?;
+            let reasons = self.reasons(scratch, &p);
+            Some((p, reasons))
+        })
     }
 
-    fn reasons(&self, v: &Vector, p: &Prediction) -> Reasons {
+    /// The reasons, from the message's vector in `scratch`.
+    fn reasons(&self, scratch: &mut Scratch, p: &Prediction) -> Reasons<'_> {
         let l = self.labels.len();
         let weight = |f: u32, label: usize| self.weights[f as usize * l + label];
-        let mut moved: Vec<(u32, f64)> = v
-            .iter()
-            .map(|&(f, x)| {
+        let moved = &mut scratch.moved;
+        // Only the heaviest few can be shown.
+        nearest::heaviest_k(
+            scratch.vector.iter().filter_map(|&(f, x)| {
                 let against = p.runner_up.map_or(0.0, |r| weight(f, r));
-                (f, x * (weight(f, p.best) - against))
-            })
-            .filter(|&(_, c)| c > 0.0)
-            .collect();
-        // Only the heaviest few can be shown: select them, then sort those.
-        let by_weight = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        if moved.len() > 24 {
-            moved.select_nth_unstable_by(23, by_weight);
-            moved.truncate(24);
-        }
-        moved.sort_by(by_weight);
-        let mut ngrams: Vec<(String, f64)> = Vec::new();
-        for (f, c) in moved {
-            let name = self.names[f as usize].trim().to_owned();
-            if !readable(&name, self.is_word[f as usize])
-                || ngrams.iter().any(|(n, _)| n.contains(&name))
+                let c = x * (weight(f, p.best) - against);
+                (c > 0.0).then_some((f, c))
+            }),
+            24,
+            moved,
+        );
+        let mut ngrams: Vec<(&str, f64)> = Vec::with_capacity(4);
+        for &(f, c) in moved.iter() {
+            let name = self.names[f as usize].trim();
+            if !readable(name, self.is_word[f as usize])
+                || ngrams.iter().any(|(n, _)| n.contains(name))
             {
                 continue;
             }
             // A longer n-gram that holds a chosen one replaces it.
-            ngrams.retain(|(n, _)| !name.contains(n.as_str()));
+            ngrams.retain(|(n, _)| !name.contains(n));
             ngrams.push((name, c));
             if ngrams.len() == 3 {
                 break;
             }
         }
-        Reasons {
-            ngrams,
-            nearest: self.nearest(v, p.best),
-        }
-    }
-
-    /// The example of `label` most like `v` (cosine over the query's
-    /// heaviest n-grams, which are also the rarest, so the postings read
-    /// stay short).
-    fn nearest(&self, v: &Vector, label: usize) -> Option<(Example, f64)> {
-        let mut heavy: Vec<(u32, f64)> = v.clone();
-        if heavy.len() > NEAREST_FEATURES {
-            heavy.select_nth_unstable_by(NEAREST_FEATURES - 1, |a, b| {
-                b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-            });
-            heavy.truncate(NEAREST_FEATURES);
-        }
-        // The label's examples are one run of the canonical order.
-        let start = self
-            .example_labels
-            .partition_point(|&y| (y as usize) < label);
-        let end = self
-            .example_labels
-            .partition_point(|&y| (y as usize) <= label);
-        let mut sims = vec![0f64; end - start];
-        let n_features = self.names.len();
-        for (f, x) in heavy {
-            let key = label * n_features + f as usize;
-            let from = self.offsets[key] as usize;
-            let to = self.offsets[key + 1] as usize;
-            for &(e, w) in &self.postings[from..to] {
-                sims[e as usize - start] += x * f64::from(w);
-            }
-        }
-        let mut best: Option<(usize, f64)> = None;
-        for (i, &s) in sims.iter().enumerate() {
-            if s > best.map_or(0.0, |b| b.1) {
-                best = Some((start + i, s));
-            }
-        }
-        best.map(|(i, s)| (self.examples[i].clone(), s))
+        let nearest = self
+            .index
+            .nearest(&scratch.vector, p.best, &mut scratch.nearest)
+            .map(|(i, s)| (&self.examples[i], s));
+        Reasons { ngrams, nearest }
     }
 }
 
@@ -449,27 +466,50 @@ fn readable(name: &str, is_word: bool) -> bool {
 fn tf_idf(ids: impl Iterator<Item = u32>, idf: &[f64]) -> Vector {
     let mut ids: Vec<u32> = ids.collect();
     ids.sort_unstable();
-    let mut v: Vector = Vec::with_capacity(ids.len());
-    let mut i = 0;
-    while i < ids.len() {
-        let f = ids[i];
-        let mut j = i;
-        while j < ids.len() && ids[j] == f {
-            j += 1;
+    let mut counts: Vec<(u32, u32)> = Vec::with_capacity(ids.len());
+    for f in ids {
+        match counts.last_mut() {
+            Some(last) if last.0 == f => last.1 += 1,
+            _ => counts.push((f, 1)),
         }
-        // Most n-grams occur once in a message: ln 1 = 0 needs no series.
-        let tf = j - i;
-        let damped = if tf == 1 { 1.0 } else { 1.0 + ln(tf as f64) };
-        v.push((f, damped * idf[f as usize]));
-        i = j;
     }
-    let norm = v.iter().map(|(_, x)| x * x).sum::<f64>().sqrt();
+    let mut v = Vector::with_capacity(counts.len());
+    weigh(counts.into_iter(), idf, &mut v);
+    v
+}
+
+/// (1 + ln tf) × idf of each (feature id, tf), sorted by id, then
+/// L2-normalised, into `out`: training and classifying weigh a message
+/// with this one function, so a message and an example of the same text
+/// get the same bits.
+fn weigh(counts: impl Iterator<Item = (u32, u32)>, idf: &[f64], out: &mut Vector) {
+    out.clear();
+    out.extend(counts.map(|(f, tf)| (f, damped(tf) * idf[f as usize])));
+    let norm = out.iter().map(|(_, x)| x * x).sum::<f64>().sqrt();
     if norm > 0.0 {
-        for (_, x) in &mut v {
+        for (_, x) in out.iter_mut() {
             *x /= norm;
         }
     }
-    v
+}
+
+/// 1 + ln tf, from a table for the counts a message has (the same [`ln`],
+/// so the same bits, computed once).
+fn damped(tf: u32) -> f64 {
+    const TABLED: usize = 64;
+    static TABLE: LazyLock<[f64; TABLED]> = LazyLock::new(|| {
+        let mut t = [1.0; TABLED];
+        for (n, x) in t.iter_mut().enumerate().skip(2) {
+            *x = 1.0 + ln(n as f64);
+        }
+        t
+    });
+    // Most n-grams occur once in a message: ln 1 = 0 needs no series.
+    match tf as usize {
+        1 => 1.0,
+        n if n < TABLED => TABLE[n],
+        n => 1.0 + ln(n as f64),
+    }
 }
 
 /// Softmax regression by SGD with L2 (the weight decay applied through one
@@ -701,5 +741,150 @@ mod tests {
         let b = Model::train(&labels, &examples, 0.5);
         assert_eq!(a.to_bytes(), b.to_bytes());
         assert_eq!(a.hash(), b.hash());
+    }
+
+    /// Examples of three labels from word pools, so that some n-grams are
+    /// in most of a label's examples (dense columns) and some in few
+    /// (sparse ones), in both scripts.
+    fn varied() -> (Vec<String>, Vec<Example>) {
+        let labels: Vec<String> = ["billing", "shipping", "product"]
+            .map(String::from)
+            .to_vec();
+        let own = [
+            ["refund", "charge", "invoice", "返金", "請求書", "payment"],
+            [
+                "parcel",
+                "tracking",
+                "late",
+                "荷物",
+                "届きません",
+                "delivery",
+            ],
+            ["size", "colour", "wood", "寸法", "素材", "assembly"],
+        ];
+        let shared = ["my", "the", "please", "order", "注文", "です", "table"];
+        let mut rng = 0x1234_5678_9abc_def1u64;
+        let mut next = |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let mut examples = Vec::new();
+        for (l, label) in labels.iter().enumerate() {
+            for i in 0..60 {
+                let words: Vec<&str> = (0..3 + next(10))
+                    .map(|_| {
+                        if next(3) == 0 {
+                            own[l][next(6)]
+                        } else {
+                            shared[next(7)]
+                        }
+                    })
+                    .collect();
+                examples.push(ex(&words.join(" "), label, l * 100 + i + 1));
+            }
+        }
+        (labels, examples)
+    }
+
+    /// The nearest example as a pass over every example of the label
+    /// finds it: each example's vector made again from its text (its
+    /// weights in single precision, as the index keeps them), the query's
+    /// heaviest n-grams weighed against it one by one.
+    fn brute_force(m: &Model, v: &[(u32, f64)], label: usize) -> Option<(usize, f64)> {
+        let mut query = Vec::new();
+        let query = nearest::heaviest(v, &mut query).to_vec();
+        let mut scratch = Scratch::default();
+        let mut best: Option<(usize, f64)> = None;
+        for (i, e) in m.examples.iter().enumerate() {
+            if e.label != m.labels[label] {
+                continue;
+            }
+            m.vectorize(&e.text, &mut scratch);
+            let mut sim = 0.0;
+            for &(f, x) in &query {
+                if let Ok(k) = scratch.vector.binary_search_by_key(&f, |&(g, _)| g) {
+                    sim += x * f64::from(scratch.vector[k].1 as f32);
+                }
+            }
+            if sim > best.map_or(0.0, |b| b.1) {
+                best = Some((i, sim));
+            }
+        }
+        best
+    }
+
+    #[test]
+    fn the_nearest_example_is_the_brute_force_one_bit_for_bit() {
+        let (labels, examples) = varied();
+        let m = Model::train(&labels, &examples, 0.5);
+        let (dense, sparse) = m.index.layout();
+        assert!(dense > 0 && sparse > 0, "{dense} dense, {sparse} sparse");
+        let mut queries: Vec<String> = examples.iter().map(|e| e.text.clone()).collect();
+        queries.extend(
+            [
+                "refund my parcel please",
+                "返金と荷物と寸法",
+                "the wood colour of my table is wrong, can I get a refund?",
+                "nothing in common",
+                "",
+            ]
+            .map(String::from),
+        );
+        let mut scratch = Scratch::default();
+        for q in &queries {
+            m.vectorize(q, &mut scratch);
+            let v = scratch.vector.clone();
+            for label in 0..labels.len() {
+                let found = m.index.nearest(&v, label, &mut scratch.nearest);
+                let expected = brute_force(&m, &v, label);
+                assert_eq!(
+                    found.map(|(i, s)| (i, s.to_bits())),
+                    expected.map(|(i, s)| (i, s.to_bits())),
+                    "{q:?}, label {label}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn reused_buffers_do_not_leak_between_messages_or_models() {
+        let (labels, examples) = varied();
+        let big = Model::train(&labels, &examples, 0.5);
+        let (labels, examples) = tiny();
+        let small = Model::train(&labels, &examples, 0.5);
+        let texts = [
+            "refund my parcel please",
+            "まだ届きません",
+            "I want my money back, the money, the money",
+            "",
+        ];
+        let alone: Vec<_> = texts
+            .iter()
+            .flat_map(|t| {
+                let mut fresh = Scratch::default();
+                [&big, &small].map(|m| {
+                    m.vectorize(t, &mut fresh);
+                    fresh.vector.clone()
+                })
+            })
+            .collect();
+        // The same messages through the thread's scratch, interleaved.
+        let mut shared = Vec::new();
+        for t in &texts {
+            for m in [&big, &small] {
+                shared.push(with_scratch(|s| {
+                    m.vectorize(t, s);
+                    s.vector.clone()
+                }));
+            }
+        }
+        assert_eq!(alone, shared);
+        for t in texts {
+            let (p, r) = big.explain(t).unwrap();
+            assert_eq!(Some(p.clone()), big.predict(t));
+            assert_eq!(big.explain(t), Some((p, r)));
+        }
     }
 }
