@@ -48,7 +48,6 @@ pub fn acknowledge(
     let mut claimed = HashMap::new();
     for mut event in events {
         match engine.admit(&event, &mut claimed) {
-            Ok(Admission::Duplicate) => out.push(Acknowledged::Duplicate),
             Ok(Admission::Case { case, claims }) => {
                 event.case = Some(case);
                 out.push(Acknowledged::Queued(CaseId(String::new())));

@@ -797,13 +797,21 @@ fn rusqlite_counts(db: &Path) -> OldCounts {
 #[test]
 fn an_unreachable_postgres_is_reported_with_what_to_do() {
     // Port 1 on loopback: nothing listens, the connection is refused.
-    let run = crate::util::casework(["cases", "--db", "postgres://casework:secret@127.0.0.1:1/shop"]);
+    let run = crate::util::casework([
+        "cases",
+        "--db",
+        "postgres://casework:secret@127.0.0.1:1/shop",
+    ]);
     assert_eq!(run.code, 1, "{}", run.output());
     assert!(
-        run.stderr.contains("postgres://casework:***@127.0.0.1:1/shop")
+        run.stderr
+            .contains("postgres://casework:***@127.0.0.1:1/shop")
             && run.stderr.contains("check that PostgreSQL is running"),
         "{}",
         run.output()
     );
-    assert!(!run.stderr.contains("secret"), "the password is never shown");
+    assert!(
+        !run.stderr.contains("secret"),
+        "the password is never shown"
+    );
 }

@@ -425,6 +425,25 @@ pub trait Store: Send {
     /// A case's present: its row, of bounded size.
     fn load(&self, id: &CaseId) -> Result<Option<Case>, StoreError>;
     fn has_event(&self, id: &EventId) -> Result<bool, StoreError>;
+    /// The stored ones of `ids`: one question for a batch.
+    fn load_cases(&self, ids: &[&CaseId]) -> Result<Vec<Case>, StoreError> {
+        let mut cases = Vec::new();
+        for id in ids {
+            cases.extend(self.load(id)?);
+        }
+        Ok(cases)
+    }
+    /// Which of `ids` are stored: one question for a batch (a store
+    /// across a network answers it in one round trip).
+    fn stored_events(&self, ids: &[&EventId]) -> Result<HashSet<EventId>, StoreError> {
+        let mut stored = HashSet::new();
+        for id in ids {
+            if self.has_event(id)? {
+                stored.insert((*id).clone());
+            }
+        }
+        Ok(stored)
+    }
 
     /// Write one event's results atomically; refuses an event id it has.
     fn commit(&mut self, commit: Commit) -> Result<(), StoreError> {
@@ -450,6 +469,15 @@ pub trait Store: Send {
     fn linked_case(&self, link: &Link) -> Result<Option<CaseId>, StoreError>;
     /// One customer's cases (by [`Customer::key`](crate::case::Customer::key)), summarised.
     fn customer_cases(&self, key: &str) -> Result<Vec<CaseSummary>, StoreError>;
+    /// Several customers' cases: one question for a batch.
+    fn customers_cases(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, Vec<CaseSummary>>, StoreError> {
+        keys.iter()
+            .map(|k| Ok((k.clone(), self.customer_cases(k)?)))
+            .collect()
+    }
 
     // ---- timers ------------------------------------------------------
 

@@ -437,7 +437,12 @@ pub fn a_lost_connection_is_reported_and_recovered(db: &TestDb) -> Result<(), Fa
     let warehouse = Warehouse::start();
     let config = pack(&dir, &warehouse.url);
     let worker = Worker::start(&config, &db.url, "2s", dir.join("w.log"));
-    let (status, body) = send(&worker.addr, "POST", "/events", &Value::Array(story(1, 2)).to_string())?;
+    let (status, body) = send(
+        &worker.addr,
+        "POST",
+        "/events",
+        &Value::Array(story(1, 2)).to_string(),
+    )?;
     assert_eq!(status, 202, "{body}");
     // The database drops every connection of the worker (a failover of
     // PostgreSQL itself, a network cut).
@@ -461,14 +466,27 @@ pub fn a_lost_connection_is_reported_and_recovered(db: &TestDb) -> Result<(), Fa
                 break;
             }
             assert_eq!(status, 503, "{body}");
-            assert!(body["error"].as_str().unwrap_or("").contains("send them again"), "{body}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("send them again"),
+                "{body}"
+            );
             tries += 1;
-            assert!(tries < 20, "the worker did not connect again: {}", worker.log_text());
+            assert!(
+                tries < 20,
+                "the worker did not connect again: {}",
+                worker.log_text()
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
     assert!(settle(db, Duration::from_secs(30)), "{}", worker.log_text());
-    let stored = query_i64(db, "SELECT COUNT(*) FROM events WHERE id NOT LIKE 'timer:%'");
+    let stored = query_i64(
+        db,
+        "SELECT COUNT(*) FROM events WHERE id NOT LIKE 'timer:%'",
+    );
     assert_eq!(stored, acknowledged);
     Ok(())
 }

@@ -415,8 +415,6 @@ pub fn case_timers(pack: &Pack, case: &Case, now: Timestamp) -> Vec<Timer> {
 /// Where [`Engine::admit`] sends an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
-    /// Already stored: handling it again would change nothing.
-    Duplicate,
     /// For this case (new when the event opens one); `claims` are the
     /// correlation keys an opening event names, to be claimed for it.
     Case { case: CaseId, claims: Vec<String> },
@@ -551,6 +549,7 @@ impl Engine {
     ) -> Result<Vec<Result<Outcome, EventError>>, EngineError> {
         let now = self.clock.now();
         let mut pending = Pending::default();
+        self.ask_ahead(&mut pending, &events, now)?;
         let mut results = Vec::with_capacity(events.len());
         let mut fired = Vec::new();
         for e in events {
@@ -559,6 +558,49 @@ impl Engine {
         }
         self.finish(pending)?;
         Ok(results)
+    }
+
+    /// Ask the store once for a whole batch what each event would ask on
+    /// its own: which ids are stored, and which timers are due before the
+    /// last of them. For a store across a network, round trips per batch
+    /// instead of per event.
+    fn ask_ahead(
+        &self,
+        pending: &mut Pending,
+        events: &[Event],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if events.len() < 2 {
+            return Ok(());
+        }
+        let ids: Vec<&EventId> = events.iter().map(|e| &e.id).collect();
+        let stored = self.store.stored_events(&ids)?;
+        pending.asked = Some((ids.into_iter().cloned().collect(), stored));
+        let mut cases: Vec<&CaseId> = events.iter().filter_map(|e| e.case.as_ref()).collect();
+        cases.sort_unstable();
+        cases.dedup();
+        let mut loaded: HashMap<CaseId, Option<Case>> =
+            cases.iter().map(|c| ((*c).clone(), None)).collect();
+        for case in self.store.load_cases(&cases)? {
+            loaded.insert(case.id.clone(), Some(case));
+        }
+        let mut keys: Vec<String> = (loaded.values().flatten())
+            .filter_map(|c| c.customer.key())
+            .chain(events.iter().filter_map(event_customer_key))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        pending.customers = Some(self.store.customers_cases(&keys)?);
+        pending.loaded = Some(loaded);
+        if let Some(until) = events.iter().map(|e| e.at.min(now)).max() {
+            let timers = self.store.due_timers(until, TICK_ROUND)?;
+            pending.due = Some(DueAhead {
+                until,
+                complete: timers.len() < TICK_ROUND,
+                timers,
+            });
+        }
+        Ok(())
     }
 
     /// Step one event into the batch being built; a refusal is added to
@@ -630,12 +672,12 @@ impl Engine {
     ) -> Result<CustomerStats, StoreError> {
         let mut stats = CustomerStats::default();
         let Some(key) = key else { return Ok(stats) };
-        let mut summaries: BTreeMap<CaseId, CaseSummary> = self
-            .store
-            .customer_cases(key)?
-            .into_iter()
-            .map(|s| (s.case.clone(), s))
-            .collect();
+        let stored = match pending.customers.as_ref().and_then(|c| c.get(key)) {
+            Some(asked) => asked.clone(),
+            None => self.store.customer_cases(key)?,
+        };
+        let mut summaries: BTreeMap<CaseId, CaseSummary> =
+            stored.into_iter().map(|s| (s.case.clone(), s)).collect();
         for (id, (k, s)) in &pending.summaries {
             if k.as_deref() == Some(key) {
                 summaries.insert(id.clone(), s.clone());
@@ -674,9 +716,10 @@ impl Engine {
             None if OPENING_KINDS.contains(&event.kind.as_str()) => opening_case_id(&event.id),
             None => return Err(unresolved(event).into()),
         };
-        let case = match pending.cases.get(&id) {
-            Some(c) => Some(c.clone()),
-            None => self.store.load(&id)?,
+        let case = match (pending.cases.get(&id), &pending.loaded) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some(loaded)) if loaded.contains_key(&id) => loaded[&id].clone(),
+            (None, _) => self.store.load(&id)?,
         };
         let key = case
             .as_ref()
@@ -700,7 +743,11 @@ impl Engine {
             }
             .into());
         }
-        if pending.seen.contains(&event.id) || self.store.has_event(&event.id)? {
+        let stored = match &pending.asked {
+            Some((asked, stored)) if asked.contains(&event.id) => stored.contains(&event.id),
+            _ => self.store.has_event(&event.id)?,
+        };
+        if pending.seen.contains(&event.id) || stored {
             return Ok(Outcome::Duplicate);
         }
         let (id, case, others) = self.subject(pending, event)?;
@@ -781,7 +828,18 @@ impl Engine {
         limit: usize,
         out: &mut Vec<Outcome>,
     ) -> Result<bool, EngineError> {
-        let stored = self.store.due_timers(until, limit)?;
+        let stored = match &pending.due {
+            // The batch's timers, asked once (nothing is committed before
+            // the batch ends, so the store's answer cannot change).
+            Some(due) if due.complete && until <= due.until => due
+                .timers
+                .iter()
+                .filter(|t| t.due <= until && !pending.fired.contains(t))
+                .take(limit)
+                .cloned()
+                .collect(),
+            _ => self.store.due_timers(until, limit)?,
+        };
         let maybe_more = stored.len() == limit;
         let mut stored = stored.into_iter().peekable();
         for _ in 0..limit {
@@ -875,8 +933,9 @@ impl Engine {
     /// that acknowledges events into a shared inbox for their case's owner
     /// (`casework serve` on PostgreSQL). The refusals that depend on the
     /// event alone (no id, an unknown kind, fields that do not parse, no
-    /// case to match) come at once, as `handle` would give them; a
-    /// duplicate is one already stored. `claimed` holds the keys claimed
+    /// case to match) come at once, as `handle` would give them (a
+    /// duplicate is found where the event is stored, in one question for
+    /// the request: [`Inbox::enqueue`](crate::store::Inbox::enqueue)). `claimed` holds the keys claimed
     /// by the events admitted before in the same request (they are not
     /// stored yet); an opening event adds its own.
     pub fn admit(
@@ -891,9 +950,6 @@ impl Engine {
                 message: "the event has no `id`; every event needs a unique id".into(),
             }
             .into());
-        }
-        if self.store.has_event(&event.id)? {
-            return Ok(Admission::Duplicate);
         }
         if !self.pack.workflow.known_kind(event.kind.as_str()) {
             return Err(EventError::UnknownKind {
@@ -1125,6 +1181,23 @@ struct Pending {
     /// store's), and the timers it fired.
     timers: TimerQueue,
     fired: HashSet<Timer>,
+    /// Event ids asked of the store ahead, and those it has.
+    asked: Option<(HashSet<EventId>, HashSet<EventId>)>,
+    /// The cases the batch's events name, as the store had them before
+    /// the batch (`None`: not stored); `cases` has what the batch changed.
+    loaded: Option<HashMap<CaseId, Option<Case>>>,
+    /// The cases of the batch's customers, as the store had them.
+    customers: Option<HashMap<String, Vec<CaseSummary>>>,
+    /// The store's timers due before the batch's last event, asked ahead.
+    due: Option<DueAhead>,
+}
+
+/// Due timers asked of the store once for a batch.
+struct DueAhead {
+    until: Timestamp,
+    timers: Vec<Timer>,
+    /// Fewer than asked for: every timer due by `until` is here.
+    complete: bool,
 }
 
 fn event_customer_key(event: &Event) -> Option<String> {

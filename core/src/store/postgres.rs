@@ -469,6 +469,26 @@ impl Store for PgStore {
             .is_empty())
     }
 
+    fn load_cases(&self, ids: &[&CaseId]) -> Result<Vec<Case>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(|i| i.0.as_str()).collect();
+        self.decode_rows(
+            "cases",
+            "SELECT body FROM cases WHERE id = ANY($1)",
+            &[&ids],
+        )
+    }
+
+    fn stored_events(
+        &self,
+        ids: &[&EventId],
+    ) -> Result<std::collections::HashSet<EventId>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(|i| i.0.as_str()).collect();
+        let rows = self
+            .conn()
+            .query("SELECT id FROM events WHERE id = ANY($1)", &[&ids])?;
+        Ok(rows.iter().map(|r| EventId(r.get(0))).collect())
+    }
+
     fn commit_batch(&mut self, batch: Batch) -> Result<(), StoreError> {
         if batch.is_empty() && batch.fired.is_empty() {
             return Ok(());
@@ -491,6 +511,27 @@ impl Store for PgStore {
             "SELECT summary FROM cases WHERE customer_key = $1 ORDER BY id",
             &[&key],
         )
+    }
+
+    fn customers_cases(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, Vec<CaseSummary>>, StoreError> {
+        let mut out: HashMap<String, Vec<CaseSummary>> =
+            keys.iter().map(|k| (k.clone(), Vec::new())).collect();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let mut conn = self.conn();
+        let rows = conn.query(
+            "SELECT customer_key, summary FROM cases WHERE customer_key = ANY($1) ORDER BY id",
+            &[&keys],
+        )?;
+        for r in &rows {
+            let summary = decode(conn.shown(), "cases", r.get(1))?;
+            out.entry(r.get(0)).or_default().push(summary);
+        }
+        Ok(out)
     }
 
     fn due_timers(&self, until: Timestamp, limit: usize) -> Result<Vec<Timer>, StoreError> {

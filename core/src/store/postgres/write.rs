@@ -660,29 +660,47 @@ pub(super) fn enqueue(
             .push(i);
         outcome[i] = Queued::Queued(case.clone());
     }
-    for (part, members) in &by_part {
-        let n = members.len() as i64;
-        let last: i64 = tx
-            .query_one(
-                "UPDATE inbox_heads SET next = next + $2 WHERE part = $1 RETURNING next",
-                &[part, &n],
+    if !by_part.is_empty() {
+        let parts: Vec<i32> = by_part.keys().copied().collect();
+        let counts: Vec<i64> = by_part.values().map(|m| m.len() as i64).collect();
+        // Lock the heads in partition order (two acknowledging workers
+        // never wait on each other in a cycle), then number.
+        tx.execute(
+            "SELECT part FROM inbox_heads WHERE part = ANY($1) ORDER BY part FOR UPDATE",
+            &[&parts],
+        )
+        .map_err(err)?;
+        let heads: BTreeMap<i32, i64> = tx
+            .query(
+                "UPDATE inbox_heads h SET next = h.next + m.n
+                 FROM unnest($1::INT[], $2::BIGINT[]) AS m(part, n)
+                 WHERE h.part = m.part RETURNING h.part, h.next",
+                &[&parts, &counts],
             )
             .map_err(err)?
-            .get(0);
-        for (k, i) in members.iter().enumerate() {
-            let a = &arrivals[*i];
-            tx.execute(
-                "INSERT INTO inbox (part, pseq, event_id, event) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (event_id) DO NOTHING",
-                &[
-                    part,
-                    &(last - n + k as i64 + 1),
-                    &a.event.id.0,
-                    &encode(&a.event)?,
-                ],
-            )
-            .map_err(err)?;
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let (mut col_part, mut seqs, mut ids, mut bodies) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (part, members) in &by_part {
+            let last = heads.get(part).copied().unwrap_or_default();
+            let first = last - members.len() as i64 + 1;
+            for (k, i) in members.iter().enumerate() {
+                let event = &arrivals[*i].event;
+                col_part.push(*part);
+                seqs.push(first + k as i64);
+                ids.push(event.id.0.as_str());
+                bodies.push(encode(event)?);
+            }
         }
+        tx.execute(
+            "INSERT INTO inbox (part, pseq, event_id, event)
+             SELECT * FROM unnest($1::INT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[])
+             ON CONFLICT (event_id) DO NOTHING",
+            &[&col_part, &seqs, &ids, &bodies],
+        )
+        .map_err(err)?;
     }
     tx.commit().map_err(err)?;
     Ok(outcome)
