@@ -3,7 +3,7 @@
 //! `TcpStream` speaking HTTP/1.1 with `Connection: close`: enough for
 //! these requests, and no client crate to build.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,7 +18,7 @@ use casework::plugins::Plugins;
 use casework::serve::App;
 use serde_json::{Value, json};
 
-use crate::util::{copy_pack, root, route_everything_to, scratch};
+use crate::util::{copy_pack, listening, root, route_everything_to, scratch};
 
 /// A running `casework serve` and its address.
 struct Server {
@@ -47,15 +47,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("casework serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
+        let addr = listening(&mut child, String::new);
         Server { child, addr }
     }
 

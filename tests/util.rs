@@ -170,3 +170,18 @@ pub fn route_everything_to(pack: &Path, team: &str) {
     assert_ne!(patched, text, "route.rhai has no `fn route(c, event) {{`");
     std::fs::write(&route, patched).unwrap();
 }
+
+/// The address a started `casework serve` listens on: the first line it
+/// prints, `listening on ADDR` (its stdout must be piped). `log` is what
+/// to show when there is no such line.
+pub fn listening(child: &mut std::process::Child, log: impl Fn() -> String) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("no address in {line:?}: {}", log()))
+        .to_owned()
+}

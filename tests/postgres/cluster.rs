@@ -3,7 +3,7 @@
 //! (SIGSTOP), and what must hold afterwards.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,7 +15,7 @@ use libtest_mimic::Failed;
 use serde_json::{Value, json};
 
 use crate::TestDb;
-use crate::util::{HttpStub, casework, copy_pack, root, scratch};
+use crate::util::{HttpStub, casework, copy_pack, listening, root, scratch};
 
 /// A running `casework serve` on the test's database.
 pub struct Worker {
@@ -45,20 +45,9 @@ impl Worker {
             .stderr(stderr)
             .spawn()
             .expect("casework serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address in {line:?}: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .to_owned();
+        let addr = listening(&mut child, || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        });
         Worker { child, addr, log }
     }
 

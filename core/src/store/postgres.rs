@@ -150,16 +150,15 @@ impl Conn {
         Ok(self.client.as_mut().expect("connected above"))
     }
 
-    /// A statement prepared once per connection.
+    /// A statement prepared once per connection (connecting again first
+    /// if the connection was lost, which forgets the old statements).
     pub(crate) fn prepare(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        self.client()?;
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let shown = self.shown.clone();
-        let stmt = self
-            .client()?
-            .prepare(sql)
-            .map_err(|e| classify(&shown, &e))?;
+        let client = self.client.as_mut().expect("connected above");
+        let stmt = client.prepare(sql).map_err(|e| classify(&self.shown, &e))?;
         self.statements.insert(sql, stmt.clone());
         Ok(stmt)
     }
@@ -170,10 +169,10 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let stmt = self.prepare(sql)?;
-        let shown = self.shown.clone();
-        self.client()?
+        let client = self.client.as_mut().expect("connected by prepare");
+        client
             .query(&stmt, params)
-            .map_err(|e| classify(&shown, &e))
+            .map_err(|e| classify(&self.shown, &e))
     }
 
     pub(crate) fn execute(
@@ -182,10 +181,10 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let stmt = self.prepare(sql)?;
-        let shown = self.shown.clone();
-        self.client()?
+        let client = self.client.as_mut().expect("connected by prepare");
+        client
             .execute(&stmt, params)
-            .map_err(|e| classify(&shown, &e))
+            .map_err(|e| classify(&self.shown, &e))
     }
 
     pub(crate) fn shown(&self) -> &str {

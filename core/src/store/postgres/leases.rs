@@ -125,36 +125,12 @@ impl Leases {
     /// lease: a dead worker's partitions are taken over within the lease
     /// and one round after its last renewal.
     pub fn round(&mut self) -> Result<LeaseRound, StoreError> {
-        let me = self.ownership.worker().to_owned();
         let lease = self.lease_ms();
-        self.conn.execute(
-            "INSERT INTO workers (name, seen_at) VALUES ($1, clock_timestamp())
-             ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at",
-            &[&me],
-        )?;
-        let mut round = LeaseRound::default();
-        let renewed: BTreeMap<u32, i64> = self
-            .conn
-            .query(
-                "UPDATE partitions
-                 SET lease_until = clock_timestamp() + $2 * INTERVAL '1 millisecond'
-                 WHERE owner = $1 AND lease_until > clock_timestamp()
-                 RETURNING id, epoch",
-                &[&me, &lease],
-            )?
-            .iter()
-            .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1)))
-            .collect();
-        self.renewed = Some(Instant::now());
-        {
-            let mut held = self.ownership.lock();
-            round.lost = held
-                .iter()
-                .filter(|(p, e)| renewed.get(p) != Some(e))
-                .map(|(p, _)| *p)
-                .collect();
-            *held = renewed;
-        }
+        self.heartbeat()?;
+        let mut round = LeaseRound {
+            lost: self.renew()?,
+            ..LeaseRound::default()
+        };
         round.workers = self
             .conn
             .query(
@@ -239,22 +215,27 @@ impl Leases {
     }
 
     fn round_alone(&mut self) -> Result<(), StoreError> {
+        self.heartbeat()?;
+        self.take(i64::from(self.partitions))?;
+        self.renewed = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Say this worker is alive.
+    fn heartbeat(&mut self) -> Result<(), StoreError> {
         let me = self.ownership.worker().to_owned();
         self.conn.execute(
             "INSERT INTO workers (name, seen_at) VALUES ($1, clock_timestamp())
              ON CONFLICT (name) DO UPDATE SET seen_at = excluded.seen_at",
             &[&me],
         )?;
-        self.take(i64::from(self.partitions))?;
-        self.renewed = Some(Instant::now());
         Ok(())
     }
 
-    /// Renew what is held, without changing the share (a process that
-    /// works alone).
+    /// Renew every lease still ours, without changing the share (alone,
+    /// a process runs only this); returns the partitions lost (the lease
+    /// ran out, or the epoch moved on).
     pub fn renew(&mut self) -> Result<Vec<u32>, StoreError> {
-        let share = self.partitions;
-        let before = self.ownership.held();
         let me = self.ownership.worker().to_owned();
         let lease = self.lease_ms();
         let renewed: BTreeMap<u32, i64> = self
@@ -270,13 +251,13 @@ impl Leases {
             .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, i64>(1)))
             .collect();
         self.renewed = Some(Instant::now());
-        let lost = before
+        let mut held = self.ownership.lock();
+        let lost = held
             .iter()
             .filter(|(p, e)| renewed.get(p) != Some(e))
             .map(|(p, _)| *p)
             .collect();
-        debug_assert!(renewed.len() as u32 <= share);
-        *self.ownership.lock() = renewed;
+        *held = renewed;
         Ok(lost)
     }
 

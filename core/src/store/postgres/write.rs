@@ -418,7 +418,7 @@ fn count_rows(counts: &mut Counts, rows: &[postgres::Row], name: &'static str, b
 
 /// Apply counter changes, in key order (two workers never wait on each
 /// other in a cycle).
-fn write_counts(tx: &mut Transaction<'_>, counts: &Counts) -> Result<(), Failure> {
+fn write_counts(tx: &mut Transaction<'_>, counts: &Counts) -> Result<(), postgres::Error> {
     let (mut parts, mut names, mut ns) = (Vec::new(), Vec::new(), Vec::new());
     for ((part, name), n) in counts.iter().filter(|(_, n)| **n != 0) {
         parts.push(*part);
@@ -524,11 +524,8 @@ pub(super) fn refresh_case(
         &[&case.id.0, &summary],
     )
     .map_err(err)?;
-    match write_counts(&mut tx, &counts) {
-        Ok(()) => tx.commit().map_err(err),
-        Err(Failure::Pg(e)) => Err(err(e)),
-        Err(Failure::Store(e)) => Err(e),
-    }
+    write_counts(&mut tx, &counts).map_err(err)?;
+    tx.commit().map_err(err)
 }
 
 /// Record how an attempt ended (see [`Store::complete_action`](crate::store::Store::complete_action)).
@@ -575,12 +572,7 @@ pub(super) fn complete_action(
         if let Some(status) = status {
             let part: i32 = row.get(0);
             let counts = Counts::from([((part, "outbox.pending"), -1), ((part, status), 1)]);
-            if let Err(e) = write_counts(&mut tx, &counts) {
-                return Err(match e {
-                    Failure::Pg(e) => err(e),
-                    Failure::Store(e) => e,
-                });
-            }
+            write_counts(&mut tx, &counts).map_err(err)?;
         }
         return tx.commit().map_err(err);
     }
