@@ -108,6 +108,28 @@ pub struct RunnerReport {
     pub failures: Vec<String>,
 }
 
+/// What became of one recorded attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Done,
+    Retried,
+    GaveUp,
+    /// Another worker took the action over; this outcome was not kept.
+    LeaseLost,
+}
+
+impl Recorded {
+    /// As the console's metrics name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recorded::Done => "done",
+            Recorded::Retried => "retried",
+            Recorded::GaveUp => "gave_up",
+            Recorded::LeaseLost => "lease_lost",
+        }
+    }
+}
+
 impl RunnerReport {
     pub fn add(&mut self, other: RunnerReport) {
         self.attempts += other.attempts;
@@ -215,11 +237,13 @@ impl OutboxRunner {
         if self.runnable.is_empty() {
             return Ok(report);
         }
-        let claimed = self.claim_at(engine, now)?;
-        for entry in claimed {
-            let result = self.execute(&entry);
-            self.record(engine, entry, result, &mut report)?;
-        }
+        let attempts: Vec<_> = (self.claim_at(engine, now)?.into_iter())
+            .map(|entry| {
+                let result = self.execute(&entry);
+                (entry, result)
+            })
+            .collect();
+        self.record_all(engine, attempts, &mut report)?;
         Ok(report)
     }
 
@@ -290,11 +314,60 @@ impl OutboxRunner {
         entry: OutboxEntry,
         result: Result<Done, PluginError>,
         report: &mut RunnerReport,
-    ) -> Result<(), OutboxError> {
+    ) -> Result<Recorded, OutboxError> {
+        let mut recorded = self.record_all(engine, vec![(entry, result)], report)?;
+        Ok(recorded.pop().unwrap_or(Recorded::LeaseLost))
+    }
+
+    /// Step 3 for a whole pass: each attempt's events go to the engine,
+    /// then every action is completed in one store transaction. One
+    /// answer per attempt, in order.
+    pub fn record_all(
+        &self,
+        engine: &mut Engine,
+        attempts: Vec<(OutboxEntry, Result<Done, PluginError>)>,
+        report: &mut RunnerReport,
+    ) -> Result<Vec<Recorded>, OutboxError> {
+        let mut outcomes = Vec::with_capacity(attempts.len());
+        let mut kinds = Vec::with_capacity(attempts.len());
+        for (entry, result) in attempts {
+            let outcome = self.outcome(engine, &entry, result, report)?;
+            kinds.push(match outcome {
+                ActionOutcome::Done { .. } => Recorded::Done,
+                ActionOutcome::Retry { .. } => Recorded::Retried,
+                ActionOutcome::GaveUp { .. } => Recorded::GaveUp,
+            });
+            outcomes.push((entry.action.id, outcome));
+        }
+        let answers = engine
+            .store_mut()
+            .complete_actions(&self.worker, outcomes)?;
+        Ok(kinds
+            .into_iter()
+            .zip(answers)
+            .map(|(kind, answer)| match answer {
+                Ok(()) => kind,
+                Err(_) => {
+                    report.lease_lost += 1;
+                    Recorded::LeaseLost
+                }
+            })
+            .collect())
+    }
+
+    /// How an attempt ended, for the store, after feeding the engine what
+    /// the plugin answered (or `action.failed`).
+    fn outcome(
+        &self,
+        engine: &mut Engine,
+        entry: &OutboxEntry,
+        result: Result<Done, PluginError>,
+        report: &mut RunnerReport,
+    ) -> Result<ActionOutcome, OutboxError> {
         let action = &entry.action;
         report.attempts += 1;
         let now = self.clock.now();
-        let outcome = match result {
+        Ok(match result {
             Ok(done) => {
                 let events: Vec<Event> = done
                     .events
@@ -344,7 +417,7 @@ impl OutboxRunner {
                 report
                     .failures
                     .push(format!("{} ({}) {why}", action.id, action.action));
-                let event = failed_event(action, &entry, &why, now);
+                let event = failed_event(action, entry, &why, now);
                 if let Some(Err(e)) = engine.handle_batch(vec![event])?.pop() {
                     report.failures.push(format!(
                         "{}: the action.failed event was refused: {e}",
@@ -353,18 +426,7 @@ impl OutboxRunner {
                 }
                 ActionOutcome::GaveUp { error: why }
             }
-        };
-        match engine
-            .store_mut()
-            .complete_action(&action.id, &self.worker, outcome)
-        {
-            Ok(()) => Ok(()),
-            Err(StoreError::LeaseLost { .. }) => {
-                report.lease_lost += 1;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        })
     }
 }
 

@@ -100,9 +100,9 @@ pub struct App {
 /// What one background pass did.
 #[derive(Debug, Default)]
 pub struct Pass {
-    /// Events taken from the shared inbox (a worker on PostgreSQL).
-    pub inbox: usize,
     pub timers: usize,
+    /// The round of timers was full: more may be due at once.
+    pub more_timers: bool,
     pub outbox: RunnerReport,
 }
 
@@ -127,8 +127,8 @@ impl App {
     }
 
     /// A worker among several on one database: `POST /events` writes to
-    /// the shared inbox and the background pass handles the inbox of the
-    /// partitions this worker holds.
+    /// the shared inbox and [`inbox_pass`](Self::inbox_pass) handles the
+    /// inbox of the partitions this worker holds.
     pub fn shared(mut self, view: SharedLeaseView) -> App {
         self.shared = Some(view);
         self
@@ -491,12 +491,13 @@ impl App {
         let mut changed = Vec::new();
         let claimed = {
             let mut engine = lock()?;
-            if self.shared.is_some() {
-                pass.inbox = self.drain(&mut engine)?;
-            }
             let now = engine.now();
-            let fired = engine.tick(now).map_err(|e| e.to_string())?;
+            // One round: a backlog of overdue timers (a start after an
+            // outage) goes round by round, with requests served between.
+            let round = engine.tick_round(now).map_err(|e| e.to_string())?;
+            let fired = round.outcomes;
             pass.timers = fired.len();
+            pass.more_timers = round.more;
             metrics.timers_fired(fired.len());
             for outcome in &fired {
                 if let Outcome::Handled {
@@ -509,37 +510,45 @@ impl App {
             }
             self.runner.claim(&mut engine).map_err(|e| e.to_string())?
         };
-        for entry in claimed {
-            let result = self.runner.execute(&entry);
-            let (plugin, case) = (
-                entry.action.plugin().to_owned(),
-                entry.action.case.0.clone(),
-            );
-            let before = (pass.outbox.done, pass.outbox.retried, pass.outbox.gave_up);
-            let mut engine = lock()?;
-            self.runner
-                .record(&mut engine, entry, result, &mut pass.outbox)
-                .map_err(|e| e.to_string())?;
-            let outcome = if pass.outbox.done > before.0 {
-                "done"
-            } else if pass.outbox.retried > before.1 {
-                "retried"
-            } else if pass.outbox.gave_up > before.2 {
-                "gave_up"
-            } else {
-                "lease_lost"
+        // The plugins work without the engine; their outcomes are
+        // recorded together, in one transaction.
+        let attempts: Vec<_> = claimed
+            .into_iter()
+            .map(|entry| {
+                let result = self.runner.execute(&entry);
+                (entry, result)
+            })
+            .collect();
+        if !attempts.is_empty() {
+            let names: Vec<(String, String)> = (attempts.iter())
+                .map(|(e, _)| (e.action.plugin().to_owned(), e.action.case.0.clone()))
+                .collect();
+            let recorded = {
+                let mut engine = lock()?;
+                (self.runner)
+                    .record_all(&mut engine, attempts, &mut pass.outbox)
+                    .map_err(|e| e.to_string())?
             };
-            metrics.action(&plugin, outcome);
-            changed.push(case);
+            for ((plugin, case), r) in names.into_iter().zip(recorded) {
+                metrics.action(&plugin, r.name());
+                changed.push(case);
+            }
         }
         self.console.hub.changed(changed);
         Ok(pass)
     }
 
-    /// Handle the inbox of the partitions this worker holds (one batch).
-    fn drain(&self, engine: &mut Engine) -> Result<usize, String> {
+    /// Handle the inbox of the partitions this worker holds (one batch):
+    /// how many events it took. A worker on PostgreSQL runs this on a
+    /// thread of its own, as a worker on SQLite handles events on the
+    /// request threads, so timers and the outbox go on beside it.
+    pub fn inbox_pass(&self) -> Result<usize, String> {
+        if self.shared.is_none() {
+            return Ok(0);
+        }
+        let mut engine = self.lock().map_err(|r| r.body["error"].to_string())?;
         let started = std::time::Instant::now();
-        let drained = crate::cluster::drain(engine).map_err(|e| e.to_string())?;
+        let drained = crate::cluster::drain(&mut engine).map_err(|e| e.to_string())?;
         if let Some(fenced) = &drained.fenced {
             eprintln!("inbox: {fenced}");
             return Ok(0);

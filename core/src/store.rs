@@ -574,6 +574,28 @@ pub trait Store: Send {
         outcome: ActionOutcome,
     ) -> Result<(), StoreError>;
 
+    /// [`complete_action`](Self::complete_action) for several actions in
+    /// one transaction (an outbox pass records its batch at once): one
+    /// answer per action, in order; the outer error is a failed
+    /// transaction, which recorded none of them.
+    fn complete_actions(
+        &mut self,
+        worker: &str,
+        outcomes: Vec<(String, ActionOutcome)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut answers = Vec::with_capacity(outcomes.len());
+        for (id, outcome) in outcomes {
+            answers.push(match self.complete_action(&id, worker, outcome) {
+                Err(e @ (StoreError::LeaseLost { .. } | StoreError::UnknownAction(_))) => Err(e),
+                other => {
+                    other?;
+                    Ok(())
+                }
+            });
+        }
+        Ok(answers)
+    }
+
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError>;
     /// How many events were refused.
     fn rejected_count(&self) -> Result<usize, StoreError>;
@@ -1258,6 +1280,73 @@ pub mod contract {
         check_case_pages(store);
         check_present_and_past(store);
         check_timers(store);
+        check_completions(store);
+    }
+
+    /// Outcomes recorded together: each answered on its own (one not this
+    /// worker's is refused without refusing the rest), counters moved only
+    /// for those recorded.
+    fn check_completions(store: &mut dyn Store) {
+        let now = t("2026-11-25T10:00:00+09:00");
+        let names = ["team.notify", "team.notify", "team.notify", "team.notify"];
+        store.commit(commit("e8", "C-8", &names)).unwrap();
+        let before = store.outbox_counts().unwrap();
+        let claim = |worker, limit| ClaimRequest {
+            worker,
+            now: now + Duration::hours(1),
+            lease: Duration::seconds(30),
+            limit,
+            plugins: None,
+        };
+        let mine = store.claim_actions(&claim("w8", 3)).unwrap();
+        let ids: Vec<_> = mine.iter().map(|e| e.action.id.as_str()).collect();
+        assert!(ids.starts_with(&["e1/1"]), "{ids:?}");
+        let theirs = store.claim_actions(&claim("w9", 1)).unwrap();
+        let done = |result| ActionOutcome::Done { result };
+        let answers = store
+            .complete_actions(
+                "w8",
+                vec![
+                    (mine[0].action.id.clone(), done(serde_json::json!(1))),
+                    (theirs[0].action.id.clone(), done(serde_json::Value::Null)),
+                    ("e8/404".into(), done(serde_json::Value::Null)),
+                    (
+                        mine[1].action.id.clone(),
+                        ActionOutcome::GaveUp { error: "no".into() },
+                    ),
+                    (
+                        mine[2].action.id.clone(),
+                        ActionOutcome::Retry {
+                            at: now + Duration::hours(2),
+                            error: "later".into(),
+                        },
+                    ),
+                ],
+            )
+            .unwrap();
+        assert!(answers[0].is_ok());
+        assert!(matches!(answers[1], Err(StoreError::LeaseLost { .. })));
+        assert!(matches!(answers[2], Err(StoreError::UnknownAction(_))));
+        assert!(answers[3].is_ok() && answers[4].is_ok());
+        let first = store.outbox_entry(&mine[0].action.id).unwrap().unwrap();
+        assert_eq!(first.status, ActionStatus::Done);
+        assert_eq!(first.result, Some(serde_json::json!(1)));
+        assert_eq!(
+            store.outbox_counts().unwrap(),
+            OutboxCounts {
+                pending: before.pending - 2,
+                done: before.done + 1,
+                gave_up: before.gave_up + 1,
+            }
+        );
+        // The other worker's outcome is still its own to record.
+        let answers = store
+            .complete_actions(
+                "w9",
+                vec![(theirs[0].action.id.clone(), done(serde_json::Value::Null))],
+            )
+            .unwrap();
+        assert!(answers[0].is_ok());
     }
 
     /// The paged walk over case ids gives every id once, in order.

@@ -314,9 +314,16 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
                 &mut stdout.lock(),
             )?;
         }
-        for outcome in engine.tick(clock.now()).map_err(|e| e.to_string())? {
-            if let Outcome::Handled { case, .. } = outcome {
-                tally.cases.insert(case);
+        let now = clock.now();
+        loop {
+            let round = engine.tick_round(now).map_err(|e| e.to_string())?;
+            for outcome in round.outcomes {
+                if let Outcome::Handled { case, .. } = outcome {
+                    tally.cases.insert(case);
+                }
+            }
+            if !round.more {
+                break;
             }
         }
         tally.timers = engine.timers_fired();

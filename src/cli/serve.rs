@@ -159,6 +159,18 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
             .spawn(move || background(&app, &stop, reload_every))
             .map_err(|e| format!("cannot start the background thread: {e}"))?
     };
+    let inbox = match leases {
+        Some(_) => {
+            let (app, stop) = (app.clone(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("inbox".into())
+                    .spawn(move || inbox(&app, &stop))
+                    .map_err(|e| format!("cannot start the inbox thread: {e}"))?,
+            )
+        }
+        None => None,
+    };
 
     out!("listening on {}", server.server_addr());
     eprintln!(
@@ -177,6 +189,9 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
     );
     stop.store(true, Ordering::SeqCst);
     let _ = background.join();
+    if let Some(inbox) = inbox {
+        let _ = inbox.join();
+    }
     // Hand the partitions back at once, for the other workers.
     drop(leases);
     let finished = served.map_err(|e| format!("the server stopped: {e}"))?;
@@ -201,13 +216,30 @@ fn background(app: &App, stop: &AtomicBool, reload_every: Option<Duration>) {
                 for f in &pass.outbox.failures {
                     eprintln!("outbox: {f}");
                 }
-                if pass.outbox.attempts > 0 || pass.inbox > 0 {
+                if pass.outbox.attempts > 0 || pass.more_timers {
                     continue;
                 }
             }
             Err(e) => eprintln!("background: {e}"),
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The shared inbox of a worker on PostgreSQL: drained at once while it
+/// holds events, polled every 20 ms when empty (every second after a
+/// failure, which is reported).
+fn inbox(app: &App, stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        let wait = match app.inbox_pass() {
+            Ok(0) => 20,
+            Ok(_) => continue,
+            Err(e) => {
+                eprintln!("inbox: {e}");
+                1000
+            }
+        };
+        std::thread::sleep(Duration::from_millis(wait));
     }
 }
 

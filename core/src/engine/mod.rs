@@ -379,6 +379,15 @@ impl EngineBuilder {
     }
 }
 
+/// What one round of timers did ([`Engine::tick_round`]).
+#[derive(Debug, Default)]
+pub struct TickRound {
+    /// The outcomes of the timer events fired, in time order.
+    pub outcomes: Vec<Outcome>,
+    /// Whether the round was full, so more may be due.
+    pub more: bool,
+}
+
 /// The id of the case an event opens: `C-` and the event id when that is
 /// short and plain (`C-m1`), else `C-` and 12 hex digits of its SHA-256
 /// (an e-mail's event id holds its Message-ID), so that every case id
@@ -804,17 +813,30 @@ impl Engine {
 
     /// Fire everything due at or before `now`, in time order, each at its
     /// own due time, committing a round of at most `TICK_ROUND` timers at
-    /// a time. Returns the outcomes of the timer events.
+    /// a time. Returns the outcomes of the timer events: all of them, so
+    /// a loop that may meet a large backlog (a server started after an
+    /// outage) takes [`tick_round`](Self::tick_round) instead.
     pub fn tick(&mut self, now: Timestamp) -> Result<Vec<Outcome>, EngineError> {
         let mut out = Vec::new();
         loop {
-            let mut pending = Pending::default();
-            let more = self.fire_due(&mut pending, now, TICK_ROUND, &mut out)?;
-            self.finish(pending)?;
-            if !more {
+            let round = self.tick_round(now)?;
+            out.extend(round.outcomes);
+            if !round.more {
                 return Ok(out);
             }
         }
+    }
+
+    /// One round of [`tick`](Self::tick): at most `TICK_ROUND` timers due
+    /// at or before `now`, committed together. Memory and time per call
+    /// stay bounded however many timers are overdue; `more` says whether
+    /// another round may find some.
+    pub fn tick_round(&mut self, now: Timestamp) -> Result<TickRound, EngineError> {
+        let mut pending = Pending::default();
+        let mut outcomes = Vec::new();
+        let more = self.fire_due(&mut pending, now, TICK_ROUND, &mut outcomes)?;
+        self.finish(pending)?;
+        Ok(TickRound { outcomes, more })
     }
 
     /// Fire, into `pending`, the timers due at or before `until`, earliest

@@ -765,7 +765,17 @@ impl Store for PgStore {
         worker: &str,
         outcome: ActionOutcome,
     ) -> Result<(), StoreError> {
-        write::complete_action(&mut self.conn(), id, worker, &outcome)
+        let mut answers =
+            write::complete_actions(&mut self.conn(), worker, &[(id.to_owned(), outcome)])?;
+        answers.pop().unwrap_or(Ok(()))
+    }
+
+    fn complete_actions(
+        &mut self,
+        worker: &str,
+        outcomes: Vec<(String, ActionOutcome)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        write::complete_actions(&mut self.conn(), worker, &outcomes)
     }
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError> {

@@ -432,6 +432,66 @@ fn classify(path: &str, e: &rusqlite::Error) -> StoreError {
 
 impl SqliteStore {
     /// Add `by` to a counter (events, cases, outbox.pending, ...).
+    /// One outcome inside `tx`. The inner error says the action was not
+    /// this worker's to record.
+    fn complete_one(
+        tx: &rusqlite::Transaction<'_>,
+        id: &str,
+        worker: &str,
+        outcome: &ActionOutcome,
+    ) -> Result<Result<(), StoreError>, rusqlite::Error> {
+        let (sql, status) = match outcome {
+            ActionOutcome::Done { .. } => (
+                "UPDATE outbox SET status = 'done', result = ?3,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
+                Some("outbox.done"),
+            ),
+            ActionOutcome::Retry { .. } => (
+                "UPDATE outbox SET next_attempt_at = ?3, next_attempt = ?4, last_error = ?5,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
+                None,
+            ),
+            ActionOutcome::GaveUp { .. } => (
+                "UPDATE outbox SET status = 'gave_up', last_error = ?3,
+                     lease_owner = NULL, lease_until = NULL
+                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
+                Some("outbox.gave_up"),
+            ),
+        };
+        let changed = {
+            let mut stmt = tx.prepare_cached(sql)?;
+            match outcome {
+                ActionOutcome::Done { result } => {
+                    stmt.execute(params![id, worker, encode(result).ok()])
+                }
+                ActionOutcome::Retry { at, error } => {
+                    stmt.execute(params![id, worker, millis(*at), at.to_rfc3339(), error])
+                }
+                ActionOutcome::GaveUp { error } => stmt.execute(params![id, worker, error]),
+            }?
+        };
+        if changed == 1 {
+            if let Some(status) = status {
+                Self::bump(tx, "outbox.pending", -1)?;
+                Self::bump(tx, status, 1)?;
+            }
+            return Ok(Ok(()));
+        }
+        let exists = tx
+            .prepare_cached("SELECT 1 FROM outbox WHERE id = ?1")
+            .and_then(|mut s| s.exists([id]))?;
+        Ok(Err(if exists {
+            StoreError::LeaseLost {
+                action: id.to_owned(),
+                worker: worker.to_owned(),
+            }
+        } else {
+            StoreError::UnknownAction(id.to_owned())
+        }))
+    }
+
     fn bump(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> rusqlite::Result<()> {
         if by != 0 {
             tx.prepare_cached(
@@ -1075,61 +1135,24 @@ impl Store for SqliteStore {
         worker: &str,
         outcome: ActionOutcome,
     ) -> Result<(), StoreError> {
+        let mut answers = self.complete_actions(worker, vec![(id.to_owned(), outcome)])?;
+        answers.pop().unwrap_or(Ok(()))
+    }
+
+    fn complete_actions(
+        &mut self,
+        worker: &str,
+        outcomes: Vec<(String, ActionOutcome)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let shown = self.shown();
         let err = |e: rusqlite::Error| classify(&shown, &e);
         let tx = self.conn.transaction().map_err(err)?;
-        let (sql, status) = match &outcome {
-            ActionOutcome::Done { .. } => (
-                "UPDATE outbox SET status = 'done', result = ?3,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
-                Some("outbox.done"),
-            ),
-            ActionOutcome::Retry { .. } => (
-                "UPDATE outbox SET next_attempt_at = ?3, next_attempt = ?4, last_error = ?5,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
-                None,
-            ),
-            ActionOutcome::GaveUp { .. } => (
-                "UPDATE outbox SET status = 'gave_up', last_error = ?3,
-                     lease_owner = NULL, lease_until = NULL
-                 WHERE id = ?1 AND lease_owner = ?2 AND status = 'pending'",
-                Some("outbox.gave_up"),
-            ),
-        };
-        let changed = {
-            let mut stmt = tx.prepare_cached(sql).map_err(err)?;
-            match &outcome {
-                ActionOutcome::Done { result } => {
-                    stmt.execute(params![id, worker, encode(result).ok()])
-                }
-                ActionOutcome::Retry { at, error } => {
-                    stmt.execute(params![id, worker, millis(*at), at.to_rfc3339(), error])
-                }
-                ActionOutcome::GaveUp { error } => stmt.execute(params![id, worker, error]),
-            }
-            .map_err(err)?
-        };
-        if changed == 1 {
-            if let Some(status) = status {
-                Self::bump(&tx, "outbox.pending", -1).map_err(err)?;
-                Self::bump(&tx, status, 1).map_err(err)?;
-            }
-            return tx.commit().map_err(err);
+        let mut answers = Vec::with_capacity(outcomes.len());
+        for (id, outcome) in &outcomes {
+            answers.push(Self::complete_one(&tx, id, worker, outcome).map_err(err)?);
         }
-        let exists = tx
-            .prepare_cached("SELECT 1 FROM outbox WHERE id = ?1")
-            .and_then(|mut s| s.exists([id]))
-            .map_err(err)?;
-        Err(if exists {
-            StoreError::LeaseLost {
-                action: id.to_owned(),
-                worker: worker.to_owned(),
-            }
-        } else {
-            StoreError::UnknownAction(id.to_owned())
-        })
+        tx.commit().map_err(err)?;
+        Ok(answers)
     }
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError> {
@@ -1173,9 +1196,9 @@ mod tests {
         drop(store);
         // Everything is still there after reopening.
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.event_count().unwrap(), 8);
+        assert_eq!(store.event_count().unwrap(), 9);
         assert_eq!(store.version().unwrap(), schema_version());
-        assert_eq!(store.outbox().unwrap().len(), 4);
+        assert_eq!(store.outbox().unwrap().len(), 8);
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! - `counters` per partition, so workers never update the same row.
 
 /// Migration `i` (1-based) brings the database from version `i - 1` to `i`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE settings (
         name  TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -147,4 +148,13 @@ pub const MIGRATIONS: &[&str] = &[r#"
         part INT PRIMARY KEY,
         next BIGINT NOT NULL DEFAULT 0
     );
-"#];
+"#,
+    // 2: claiming due actions reads the pending ones in claim order
+    // (`next_attempt_at, seq`) and stops at the batch size; ordered by
+    // (`next_attempt_at, part`), a backlog of due actions was read and
+    // sorted whole on every claim.
+    r#"
+    DROP INDEX outbox_due;
+    CREATE INDEX outbox_due ON outbox (next_attempt_at, seq) WHERE status = 'pending';
+"#,
+];

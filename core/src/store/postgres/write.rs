@@ -528,16 +528,76 @@ pub(super) fn refresh_case(
     tx.commit().map_err(err)
 }
 
-/// Record how an attempt ended (see [`Store::complete_action`](crate::store::Store::complete_action)).
-pub(super) fn complete_action(
+/// Record how attempts ended, in one transaction (see
+/// [`Store::complete_actions`](crate::store::Store::complete_actions)).
+pub(super) fn complete_actions(
     conn: &mut Conn,
-    id: &str,
     worker: &str,
-    outcome: &ActionOutcome,
-) -> Result<(), StoreError> {
+    outcomes: &[(String, ActionOutcome)],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
     let shown = conn.shown().to_owned();
     let err = |e: postgres::Error| classify(&shown, &e);
     let mut tx = conn.client()?.transaction().map_err(err)?;
+    let mut counts = Counts::new();
+    let done = complete_done(&mut tx, worker, outcomes, &mut counts).map_err(err)?;
+    let mut answers = Vec::with_capacity(outcomes.len());
+    for (id, outcome) in outcomes {
+        answers.push(match outcome {
+            ActionOutcome::Done { .. } if done.contains(id) => Ok(()),
+            _ => complete_one(&mut tx, id, worker, outcome, &mut counts).map_err(err)?,
+        });
+    }
+    write_counts(&mut tx, &counts).map_err(err)?;
+    tx.commit().map_err(err)?;
+    Ok(answers)
+}
+
+/// The actions done, in one statement (the usual outcome of a pass):
+/// the ids recorded. One not recorded here goes through
+/// [`complete_one`], which says why.
+fn complete_done(
+    tx: &mut Transaction<'_>,
+    worker: &str,
+    outcomes: &[(String, ActionOutcome)],
+    counts: &mut Counts,
+) -> Result<BTreeSet<String>, postgres::Error> {
+    let (mut ids, mut results) = (Vec::new(), Vec::new());
+    for (id, outcome) in outcomes {
+        if let ActionOutcome::Done { result } = outcome {
+            ids.push(id.as_str());
+            results.push(encode(result).ok());
+        }
+    }
+    if ids.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let rows = tx.query(
+        "UPDATE outbox o SET status = 'done', result = u.result,
+             lease_owner = NULL, lease_until = NULL
+         FROM unnest($1::TEXT[], $2::TEXT[]) AS u(id, result)
+         WHERE o.id = u.id AND o.lease_owner = $3 AND o.status = 'pending'
+         RETURNING o.id, o.part",
+        &[&ids, &results, &worker],
+    )?;
+    let mut recorded = BTreeSet::new();
+    for row in &rows {
+        let part: i32 = row.get(1);
+        *counts.entry((part, "outbox.pending")).or_default() -= 1;
+        *counts.entry((part, "outbox.done")).or_default() += 1;
+        recorded.insert(row.get(0));
+    }
+    Ok(recorded)
+}
+
+/// One outcome inside `tx`: its counter changes go to `counts`. The inner
+/// error says the action was not this worker's to record.
+fn complete_one(
+    tx: &mut Transaction<'_>,
+    id: &str,
+    worker: &str,
+    outcome: &ActionOutcome,
+    counts: &mut Counts,
+) -> Result<Result<(), StoreError>, postgres::Error> {
     let (rows, status) = match outcome {
         ActionOutcome::Done { result } => (
             tx.query(
@@ -545,7 +605,7 @@ pub(super) fn complete_action(
                      lease_owner = NULL, lease_until = NULL
                  WHERE id = $1 AND lease_owner = $2 AND status = 'pending' RETURNING part",
                 &[&id, &worker, &encode(result).ok()],
-            ),
+            )?,
             Some("outbox.done"),
         ),
         ActionOutcome::Retry { at, error } => (
@@ -554,7 +614,7 @@ pub(super) fn complete_action(
                      lease_owner = NULL, lease_until = NULL
                  WHERE id = $1 AND lease_owner = $2 AND status = 'pending' RETURNING part",
                 &[&id, &worker, &millis(*at), &at.to_rfc3339(), error],
-            ),
+            )?,
             None,
         ),
         ActionOutcome::GaveUp { error } => (
@@ -563,31 +623,29 @@ pub(super) fn complete_action(
                      lease_owner = NULL, lease_until = NULL
                  WHERE id = $1 AND lease_owner = $2 AND status = 'pending' RETURNING part",
                 &[&id, &worker, error],
-            ),
+            )?,
             Some("outbox.gave_up"),
         ),
     };
-    let rows = rows.map_err(err)?;
     if let Some(row) = rows.first() {
         if let Some(status) = status {
             let part: i32 = row.get(0);
-            let counts = Counts::from([((part, "outbox.pending"), -1), ((part, status), 1)]);
-            write_counts(&mut tx, &counts).map_err(err)?;
+            *counts.entry((part, "outbox.pending")).or_default() -= 1;
+            *counts.entry((part, status)).or_default() += 1;
         }
-        return tx.commit().map_err(err);
+        return Ok(Ok(()));
     }
     let exists = !tx
-        .query("SELECT 1 FROM outbox WHERE id = $1", &[&id])
-        .map_err(err)?
+        .query("SELECT 1 FROM outbox WHERE id = $1", &[&id])?
         .is_empty();
-    Err(if exists {
+    Ok(Err(if exists {
         StoreError::LeaseLost {
             action: id.to_owned(),
             worker: worker.to_owned(),
         }
     } else {
         StoreError::UnknownAction(id.to_owned())
-    })
+    }))
 }
 
 /// Acknowledge events into the inbox, in one transaction: claim the keys
