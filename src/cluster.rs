@@ -15,11 +15,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use casework_core::Timestamp;
 use casework_core::case::CaseId;
-use casework_core::engine::{Admission, Engine, EngineError, Outcome};
+use casework_core::engine::{Admission, Engine, EngineError, Outcome, Pack, admit};
 use casework_core::event::{Event, EventError, EventId};
 use casework_core::store::postgres::LeaseRound;
-use casework_core::store::{Arrival, Batch, Queued, Rejected, StoreError};
+use casework_core::store::{Arrival, Batch, Queued, Rejected, Store, StoreError};
 use serde_json::{Value, json};
 
 /// How many events of one partition a drain takes at a time.
@@ -34,20 +35,23 @@ pub enum Acknowledged {
     Rejected(EventError),
 }
 
-/// Acknowledge `events` into the shared inbox: refusals are stored as
-/// such, the rest queued for their case's owner, all durably before this
-/// returns. The error is a store failure: then nothing was acknowledged.
+/// Acknowledge `events` into the shared inbox through `store` (a
+/// connection of the request threads' own, so acknowledging never waits
+/// for the engine): refusals are stored as such, the rest queued for
+/// their case's owner, all durably before this returns. The error is a
+/// store failure: then nothing was acknowledged.
 pub fn acknowledge(
-    engine: &mut Engine,
+    pack: &Pack,
+    store: &mut dyn Store,
+    now: Timestamp,
     events: Vec<Event>,
 ) -> Result<Vec<Acknowledged>, EngineError> {
-    let now = engine.now();
     let mut out = Vec::with_capacity(events.len());
     let mut arrivals = Vec::new();
     let mut rejected = Vec::new();
     let mut claimed = HashMap::new();
     for mut event in events {
-        match engine.admit(&event, &mut claimed) {
+        match admit(pack, store, &event, &mut claimed) {
             Ok(Admission::Case { case, claims }) => {
                 event.case = Some(case);
                 out.push(Acknowledged::Queued(CaseId(String::new())));
@@ -65,13 +69,12 @@ pub fn acknowledge(
         }
     }
     if !rejected.is_empty() {
-        engine.store_mut().commit_batch(Batch {
+        store.commit_batch(Batch {
             rejected,
             ..Batch::default()
         })?;
     }
-    let inbox = engine
-        .store_mut()
+    let inbox = store
         .inbox()
         .ok_or_else(|| StoreError::Backend("this store has no inbox".into()))?;
     let mut queued = inbox.enqueue(arrivals)?.into_iter();

@@ -23,13 +23,13 @@
 
 use casework_core::Timestamp;
 use casework_core::action::Action;
-use casework_core::engine::{Engine, EngineError};
-use casework_core::event::Event;
+use casework_core::engine::{Engine, EngineError, Outcome};
+use casework_core::event::{Event, EventError};
 use std::sync::Arc;
 
 use casework_core::clock::{Clock, SystemClock};
 use casework_core::plugin::{Done, ENGINE_ACTIONS, PluginError};
-use casework_core::store::{ActionOutcome, ClaimRequest, OutboxEntry, StoreError};
+use casework_core::store::{ActionOutcome, ClaimRequest, OutboxEntry, Store, StoreError};
 use chrono::Duration;
 
 use crate::plugins::Plugins;
@@ -106,6 +106,19 @@ pub struct RunnerReport {
     pub lease_lost: usize,
     /// One line per failed attempt, for the log.
     pub failures: Vec<String>,
+}
+
+/// Where a pass's events go: the engine, reached however the caller
+/// holds it (`casework serve` takes its lock only when an attempt has
+/// events).
+pub type Feed<'a> =
+    dyn FnMut(Vec<Event>) -> Result<Vec<Result<Outcome, EventError>>, EngineError> + 'a;
+
+/// Attempts whose events went to the engine, waiting to be completed.
+#[derive(Debug, Default)]
+pub struct Settled {
+    outcomes: Vec<(String, ActionOutcome)>,
+    kinds: Vec<Recorded>,
 }
 
 /// What became of one recorded attempt.
@@ -237,7 +250,7 @@ impl OutboxRunner {
         if self.runnable.is_empty() {
             return Ok(report);
         }
-        let attempts: Vec<_> = (self.claim_at(engine, now)?.into_iter())
+        let attempts: Vec<_> = (self.claim_at(engine.store_mut(), now)?.into_iter())
             .map(|entry| {
                 let result = self.execute(&entry);
                 (entry, result)
@@ -255,15 +268,24 @@ impl OutboxRunner {
         if self.runnable.is_empty() {
             return Ok(Vec::new());
         }
-        self.claim_at(engine, self.clock.now())
+        self.claim_at(engine.store_mut(), self.clock.now())
+    }
+
+    /// [`claim`](Self::claim) on a store connection of the caller's own
+    /// (a worker on PostgreSQL claims without holding the engine).
+    pub fn claim_from(&self, store: &mut dyn Store) -> Result<Vec<OutboxEntry>, OutboxError> {
+        if self.runnable.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.claim_at(store, self.clock.now())
     }
 
     fn claim_at(
         &self,
-        engine: &mut Engine,
+        store: &mut dyn Store,
         now: Timestamp,
     ) -> Result<Vec<OutboxEntry>, OutboxError> {
-        Ok(engine.store_mut().claim_actions(&ClaimRequest {
+        Ok(store.claim_actions(&ClaimRequest {
             worker: &self.worker,
             now,
             lease: self.lease,
@@ -328,22 +350,42 @@ impl OutboxRunner {
         attempts: Vec<(OutboxEntry, Result<Done, PluginError>)>,
         report: &mut RunnerReport,
     ) -> Result<Vec<Recorded>, OutboxError> {
-        let mut outcomes = Vec::with_capacity(attempts.len());
-        let mut kinds = Vec::with_capacity(attempts.len());
+        let settled = self.settle(&mut |events| engine.handle_batch(events), attempts, report)?;
+        self.complete(engine.store_mut(), settled, report)
+    }
+
+    /// Step 3a: the events of each attempt (what the plugin answered, or
+    /// `action.failed`) go to `feed`, which hands them to the engine; the
+    /// outcomes wait for [`complete`](Self::complete).
+    pub fn settle(
+        &self,
+        feed: &mut Feed<'_>,
+        attempts: Vec<(OutboxEntry, Result<Done, PluginError>)>,
+        report: &mut RunnerReport,
+    ) -> Result<Settled, OutboxError> {
+        let mut settled = Settled::default();
         for (entry, result) in attempts {
-            let outcome = self.outcome(engine, &entry, result, report)?;
-            kinds.push(match outcome {
+            let outcome = self.outcome(feed, &entry, result, report)?;
+            settled.kinds.push(match outcome {
                 ActionOutcome::Done { .. } => Recorded::Done,
                 ActionOutcome::Retry { .. } => Recorded::Retried,
                 ActionOutcome::GaveUp { .. } => Recorded::GaveUp,
             });
-            outcomes.push((entry.action.id, outcome));
+            settled.outcomes.push((entry.action.id, outcome));
         }
-        let answers = engine
-            .store_mut()
-            .complete_actions(&self.worker, outcomes)?;
-        Ok(kinds
-            .into_iter()
+        Ok(settled)
+    }
+
+    /// Step 3b: complete the settled actions in one transaction of
+    /// `store`. One answer per attempt, in order.
+    pub fn complete(
+        &self,
+        store: &mut dyn Store,
+        settled: Settled,
+        report: &mut RunnerReport,
+    ) -> Result<Vec<Recorded>, OutboxError> {
+        let answers = store.complete_actions(&self.worker, settled.outcomes)?;
+        Ok((settled.kinds.into_iter())
             .zip(answers)
             .map(|(kind, answer)| match answer {
                 Ok(()) => kind,
@@ -359,7 +401,7 @@ impl OutboxRunner {
     /// the plugin answered (or `action.failed`).
     fn outcome(
         &self,
-        engine: &mut Engine,
+        feed: &mut Feed<'_>,
         entry: &OutboxEntry,
         result: Result<Done, PluginError>,
         report: &mut RunnerReport,
@@ -377,7 +419,7 @@ impl OutboxRunner {
                     .collect();
                 if !events.is_empty() {
                     report.events += events.len();
-                    for r in engine.handle_batch(events)? {
+                    for r in feed(events)? {
                         if let Err(e) = r {
                             report.rejected_events += 1;
                             report.failures.push(format!(
@@ -418,7 +460,7 @@ impl OutboxRunner {
                     .failures
                     .push(format!("{} ({}) {why}", action.id, action.action));
                 let event = failed_event(action, entry, &why, now);
-                if let Some(Err(e)) = engine.handle_batch(vec![event])?.pop() {
+                if let Some(Err(e)) = feed(vec![event])?.pop() {
                     report.failures.push(format!(
                         "{}: the action.failed event was refused: {e}",
                         action.id

@@ -50,14 +50,15 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::Duration;
 
 use casework_core::case::CaseId;
+use casework_core::clock::Clock;
 use casework_core::diagnostic::{Diagnostic, Diagnostics};
-use casework_core::engine::{Engine, EngineError, Outcome};
+use casework_core::engine::{Engine, EngineError, Outcome, Pack};
 use casework_core::event::{Event, EventError};
-use casework_core::store::StoreError;
+use casework_core::store::{Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::cluster::{Acknowledged, SharedLeaseView};
@@ -94,7 +95,19 @@ pub struct App {
     console: Console,
     /// Set for a worker sharing a PostgreSQL database: events go through
     /// the shared inbox ([`crate::cluster`]).
-    shared: Option<SharedLeaseView>,
+    shared: Option<Shared>,
+}
+
+/// What a worker sharing a PostgreSQL database holds besides the engine:
+/// its view of its leases, and connections of their own for the request
+/// threads (acknowledging into the inbox) and for the outbox (claiming and
+/// completing), so that neither waits while the engine handles a batch.
+struct Shared {
+    view: SharedLeaseView,
+    pack: Arc<Pack>,
+    clock: Arc<dyn Clock>,
+    requests: Mutex<Box<dyn Store>>,
+    outbox: Mutex<Box<dyn Store>>,
 }
 
 /// What one background pass did.
@@ -129,8 +142,27 @@ impl App {
     /// A worker among several on one database: `POST /events` writes to
     /// the shared inbox and [`inbox_pass`](Self::inbox_pass) handles the
     /// inbox of the partitions this worker holds.
-    pub fn shared(mut self, view: SharedLeaseView) -> App {
-        self.shared = Some(view);
+    ///
+    /// `requests` and `outbox` are connections of this worker's own to
+    /// the same database ([`PgStore::sibling`](casework_core::store::postgres::PgStore::sibling)).
+    pub fn shared(
+        mut self,
+        view: SharedLeaseView,
+        requests: Box<dyn Store>,
+        outbox: Box<dyn Store>,
+    ) -> App {
+        let engine = self
+            .engine
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (pack, clock) = (engine.shared_pack(), engine.shared_clock());
+        self.shared = Some(Shared {
+            view,
+            pack,
+            clock,
+            requests: Mutex::new(requests),
+            outbox: Mutex::new(outbox),
+        });
         self
     }
 
@@ -310,9 +342,13 @@ impl App {
         let kinds: Vec<String> = events.iter().map(|e| e.kind.0.clone()).collect();
         let results = if events.is_empty() {
             Vec::new()
-        } else if self.shared.is_some() {
-            let mut engine = self.lock()?;
-            crate::cluster::acknowledge(&mut engine, events)
+        } else if let Some(shared) = &self.shared {
+            let now = shared.clock.now();
+            let mut store = shared
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            crate::cluster::acknowledge(&shared.pack, &mut **store, now, events)
                 .map_err(|e| {
                     Reply::error(
                         503,
@@ -417,7 +453,9 @@ impl App {
     fn health(&self) -> Result<Reply, Reply> {
         let mut engine = self.lock()?;
         let cluster = match &self.shared {
-            Some(view) => crate::cluster::health(&mut engine, view).map_err(store_error)?,
+            Some(shared) => {
+                crate::cluster::health(&mut engine, &shared.view).map_err(store_error)?
+            }
             None => Value::Null,
         };
         let store = engine.store();
@@ -508,7 +546,20 @@ impl App {
                     changed.push(case.0.clone());
                 }
             }
-            self.runner.claim(&mut engine).map_err(|e| e.to_string())?
+            match &self.shared {
+                Some(_) => Vec::new(),
+                None => self.runner.claim(&mut engine).map_err(|e| e.to_string())?,
+            }
+        };
+        // A worker on PostgreSQL claims and completes on the outbox's own
+        // connection, and takes the engine only for the plugins' events.
+        let outbox_store = self.shared.as_ref().map(|s| &s.outbox);
+        let claimed = match outbox_store {
+            Some(store) => {
+                let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                (self.runner.claim_from(&mut **store)).map_err(|e| e.to_string())?
+            }
+            None => claimed,
         };
         // The plugins work without the engine; their outcomes are
         // recorded together, in one transaction.
@@ -523,11 +574,28 @@ impl App {
             let names: Vec<(String, String)> = (attempts.iter())
                 .map(|(e, _)| (e.action.plugin().to_owned(), e.action.case.0.clone()))
                 .collect();
-            let recorded = {
-                let mut engine = lock()?;
-                (self.runner)
-                    .record_all(&mut engine, attempts, &mut pass.outbox)
-                    .map_err(|e| e.to_string())?
+            let recorded = match outbox_store {
+                Some(store) => {
+                    let mut feed = |events| {
+                        let mut engine = self
+                            .lock()
+                            .map_err(|r| StoreError::Backend(r.body["error"].to_string()))?;
+                        engine.handle_batch(events)
+                    };
+                    let settled = (self.runner)
+                        .settle(&mut feed, attempts, &mut pass.outbox)
+                        .map_err(|e| e.to_string())?;
+                    let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                    (self.runner)
+                        .complete(&mut **store, settled, &mut pass.outbox)
+                        .map_err(|e| e.to_string())?
+                }
+                None => {
+                    let mut engine = lock()?;
+                    (self.runner)
+                        .record_all(&mut engine, attempts, &mut pass.outbox)
+                        .map_err(|e| e.to_string())?
+                }
             };
             for ((plugin, case), r) in names.into_iter().zip(recorded) {
                 metrics.action(&plugin, r.name());

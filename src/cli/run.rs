@@ -26,7 +26,7 @@ use casework::plugins::{Plugins, Registry};
 use casework::store::Rejected;
 use chrono::SubsecRound;
 
-use super::workers::{LeaseKeeper, OpenStore, Sharing, open_store};
+use super::workers::{Connections, LeaseKeeper, OpenStore, Sharing, open_store};
 use super::{ClusterArgs, ConfigArg, Db, DbArg};
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +113,8 @@ pub struct Opened {
     pub fresh: bool,
     /// On PostgreSQL: this process's partition leases, held while it runs.
     pub leases: Option<LeaseKeeper>,
+    /// On PostgreSQL, a `serve` worker's further connections.
+    pub connections: Option<Connections>,
 }
 
 /// Load the configuration, open (or create) the store and build the
@@ -149,6 +151,7 @@ pub fn open(
         store,
         fresh,
         leases,
+        connections,
     } = open_store(&db, cluster, sharing)?;
     // Mail a run writes lands beside a SQLite store; with PostgreSQL,
     // beside the configuration.
@@ -173,6 +176,7 @@ pub fn open(
         db,
         fresh,
         leases,
+        connections,
     }))
 }
 
@@ -262,6 +266,7 @@ fn run_inner(args: &Args) -> Result<ExitCode, String> {
         db,
         fresh,
         leases: _leases,
+        ..
     } = match open(&args.config, &args.db, &args.cluster, Sharing::Alone)? {
         Ok(o) => o,
         Err(code) => return Ok(code),

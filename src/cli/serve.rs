@@ -117,6 +117,7 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
         db,
         fresh,
         leases,
+        connections,
     } = match open(&args.config, &args.db, &args.cluster, Sharing::Worker)? {
         Ok(o) => o,
         Err(code) => return Ok(code),
@@ -131,8 +132,8 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
     let mut app = App::new(engine, runner, db.to_string())
         .max_body(args.max_body.max(1))
         .guard(guard);
-    if let Some(keeper) = &leases {
-        app = app.shared(keeper.view.clone());
+    if let (Some(keeper), Some(more)) = (&leases, connections) {
+        app = app.shared(keeper.view.clone(), more.requests, more.outbox);
     }
     let app = Arc::new(app);
     let server = tiny_http::Server::http(addr)

@@ -47,6 +47,18 @@ pub struct OpenStore {
     pub fresh: bool,
     /// On PostgreSQL, the leases this process holds while it runs.
     pub leases: Option<LeaseKeeper>,
+    /// A worker's further connections (see [`Connections`]).
+    pub connections: Option<Connections>,
+}
+
+/// A worker on PostgreSQL (`serve`) talks to the database on three
+/// connections of the same worker, besides its lease keeper's: the
+/// engine's, the request threads' (acknowledging into the inbox) and the
+/// outbox's, so that neither of the last two waits while the engine
+/// handles a batch.
+pub struct Connections {
+    pub requests: Box<dyn Store>,
+    pub outbox: Box<dyn Store>,
 }
 
 /// The store at `db`.
@@ -59,6 +71,7 @@ pub fn open_store(db: &Db, cluster: &ClusterArgs, sharing: Sharing) -> Result<Op
                 store: Box::new(store),
                 fresh,
                 leases: None,
+                connections: None,
             })
         }
         Db::Postgres(url) => {
@@ -68,10 +81,23 @@ pub fn open_store(db: &Db, cluster: &ClusterArgs, sharing: Sharing) -> Result<Op
             let store = PgStore::open_with(url, &options).map_err(|e| e.to_string())?;
             let fresh = store.event_count().map_err(|e| e.to_string())? == 0;
             let keeper = keep_leases(&store, cluster, sharing)?;
+            let connections = match sharing {
+                Sharing::Worker => {
+                    let sibling = || -> Result<Box<dyn Store>, String> {
+                        Ok(Box::new(store.sibling().map_err(|e| e.to_string())?))
+                    };
+                    Some(Connections {
+                        requests: sibling()?,
+                        outbox: sibling()?,
+                    })
+                }
+                Sharing::Alone => None,
+            };
             Ok(OpenStore {
                 store: Box::new(store),
                 fresh,
                 leases: Some(keeper),
+                connections,
             })
         }
     }

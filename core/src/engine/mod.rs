@@ -655,21 +655,7 @@ impl Engine {
         known: &HashMap<String, CaseId>,
         event: &Event,
     ) -> Result<Option<CaseId>, StoreError> {
-        if let Some(c) = &event.case {
-            return Ok(Some(c.clone()));
-        }
-        let links = (event.order.iter().map(|o| Link::Order(o.as_str())))
-            .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
-            .chain(event.in_reply_to.iter().map(|m| Link::MessageId(m)));
-        for link in links {
-            if let Some(c) = known.get(&link.key()) {
-                return Ok(Some(c.clone()));
-            }
-            if let Some(c) = self.store.linked_case(&link)? {
-                return Ok(Some(c));
-            }
-        }
-        Ok(None)
+        resolve(&*self.store, known, event)
     }
 
     /// The customer's other cases, as the rules see them.
@@ -951,54 +937,24 @@ impl Engine {
         )?)
     }
 
-    /// Where an event goes, decided without handling it: for a worker
-    /// that acknowledges events into a shared inbox for their case's owner
-    /// (`casework serve` on PostgreSQL). The refusals that depend on the
-    /// event alone (no id, an unknown kind, fields that do not parse, no
-    /// case to match) come at once, as `handle` would give them (a
-    /// duplicate is found where the event is stored, in one question for
-    /// the request: [`Inbox::enqueue`](crate::store::Inbox::enqueue)). `claimed` holds the keys claimed
-    /// by the events admitted before in the same request (they are not
-    /// stored yet); an opening event adds its own.
+    /// Where an event goes, decided without handling it: see [`admit`].
     pub fn admit(
         &self,
         event: &Event,
         claimed: &mut HashMap<String, CaseId>,
     ) -> Result<Admission, EngineError> {
-        if event.id.is_unset() {
-            return Err(EventError::Malformed {
-                event: event.id.clone(),
-                kind: event.kind.0.clone(),
-                message: "the event has no `id`; every event needs a unique id".into(),
-            }
-            .into());
-        }
-        if !self.pack.workflow.known_kind(event.kind.as_str()) {
-            return Err(EventError::UnknownKind {
-                event: event.id.clone(),
-                kind: event.kind.0.clone(),
-            }
-            .into());
-        }
-        event.payload()?;
-        match self.resolve(claimed, event)? {
-            Some(case) => Ok(Admission::Case {
-                case,
-                claims: Vec::new(),
-            }),
-            None if OPENING_KINDS.contains(&event.kind.as_str()) => {
-                let case = opening_case_id(&event.id);
-                let claims: Vec<String> = (event.order.iter().map(|o| Link::Order(o.as_str())))
-                    .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
-                    .map(|l| l.key())
-                    .collect();
-                for key in &claims {
-                    claimed.insert(key.clone(), case.clone());
-                }
-                Ok(Admission::Case { case, claims })
-            }
-            None => Err(unresolved(event).into()),
-        }
+        admit(&self.pack, &*self.store, event, claimed)
+    }
+
+    /// The pack in force, to share with a thread that admits events
+    /// without the engine ([`admit`]).
+    pub fn shared_pack(&self) -> Arc<Pack> {
+        self.pack.clone()
+    }
+
+    /// The engine's clock, for the same thread.
+    pub fn shared_clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// The other cases of the customer of case `id` (by the customer's key:
@@ -1164,6 +1120,83 @@ fn recompile(store: &dyn Store, version: &str, base: &RuleSet) -> Result<RuleSet
         )));
     }
     Ok(set)
+}
+
+/// Where an event goes, decided without handling it: for a worker
+/// that acknowledges events into a shared inbox for their case's owner
+/// (`casework serve` on PostgreSQL), on a store connection of its own so
+/// that acknowledging never waits for the engine. The refusals that
+/// depend on the event alone (no id, an unknown kind, fields that do not
+/// parse, no case to match) come at once, as `handle` would give them (a
+/// duplicate is found where the event is stored, in one question for the
+/// request: [`Inbox::enqueue`](crate::store::Inbox::enqueue)). `claimed`
+/// holds the keys claimed by the events admitted before in the same
+/// request (they are not stored yet); an opening event adds its own.
+pub fn admit(
+    pack: &Pack,
+    store: &dyn Store,
+    event: &Event,
+    claimed: &mut HashMap<String, CaseId>,
+) -> Result<Admission, EngineError> {
+    if event.id.is_unset() {
+        return Err(EventError::Malformed {
+            event: event.id.clone(),
+            kind: event.kind.0.clone(),
+            message: "the event has no `id`; every event needs a unique id".into(),
+        }
+        .into());
+    }
+    if !pack.workflow.known_kind(event.kind.as_str()) {
+        return Err(EventError::UnknownKind {
+            event: event.id.clone(),
+            kind: event.kind.0.clone(),
+        }
+        .into());
+    }
+    event.payload()?;
+    match resolve(store, claimed, event)? {
+        Some(case) => Ok(Admission::Case {
+            case,
+            claims: Vec::new(),
+        }),
+        None if OPENING_KINDS.contains(&event.kind.as_str()) => {
+            let case = opening_case_id(&event.id);
+            let claims: Vec<String> = (event.order.iter().map(|o| Link::Order(o.as_str())))
+                .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
+                .map(|l| l.key())
+                .collect();
+            for key in &claims {
+                claimed.insert(key.clone(), case.clone());
+            }
+            Ok(Admission::Case { case, claims })
+        }
+        None => Err(unresolved(event).into()),
+    }
+}
+
+/// The case an event is for: its case id, else the case its order,
+/// tracking number or Message-ID is linked to (in `known` first: the
+/// links of the batch or request so far).
+fn resolve(
+    store: &dyn Store,
+    known: &HashMap<String, CaseId>,
+    event: &Event,
+) -> Result<Option<CaseId>, StoreError> {
+    if let Some(c) = &event.case {
+        return Ok(Some(c.clone()));
+    }
+    let links = (event.order.iter().map(|o| Link::Order(o.as_str())))
+        .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
+        .chain(event.in_reply_to.iter().map(|m| Link::MessageId(m)));
+    for link in links {
+        if let Some(c) = known.get(&link.key()) {
+            return Ok(Some(c.clone()));
+        }
+        if let Some(c) = store.linked_case(&link)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
 /// Why an event that opens no case found none.

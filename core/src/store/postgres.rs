@@ -269,6 +269,19 @@ impl PgStore {
         self.partitions
     }
 
+    /// Another connection to the same database for the same worker (its
+    /// partitions, its fence): a thread that should not wait for the
+    /// engine's connection (acknowledging requests, running the outbox)
+    /// works on one of its own.
+    pub fn sibling(&self) -> Result<PgStore, StoreError> {
+        let url = self.conn.borrow().url.clone();
+        Ok(PgStore {
+            conn: RefCell::new(Conn::connect(&url)?),
+            partitions: self.partitions,
+            ownership: self.ownership.clone(),
+        })
+    }
+
     /// The partitions this store may write, shared with its [`Leases`].
     pub fn ownership(&self) -> Arc<Ownership> {
         self.ownership.clone()
