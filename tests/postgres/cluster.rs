@@ -479,3 +479,45 @@ pub fn a_lost_connection_is_reported_and_recovered(db: &TestDb) -> Result<(), Fa
     assert_eq!(stored, acknowledged);
     Ok(())
 }
+
+pub fn a_stopped_worker_hands_its_partitions_back(db: &TestDb) -> Result<(), Failed> {
+    let dir = scratch("pg-stopped");
+    let warehouse = Warehouse::start();
+    let config = pack(&dir, &warehouse.url);
+    // A lease far longer than the test: only a hand-back lets another
+    // worker in soon.
+    let a = Worker::start(&config, &db.url, "60s", dir.join("a.log"));
+    let held = |w: &Worker| -> usize {
+        send(&w.addr, "GET", "/health", "")
+            .map(|(_, h)| h["cluster"]["partitions"].as_array().map_or(0, Vec::len))
+            .unwrap_or(0)
+    };
+    assert_eq!(held(&a), 64, "{}", a.log_text());
+    let stopped = Instant::now();
+    a.signal("-TERM");
+    let mut a = a;
+    let status = a.child.wait().expect("the worker exits");
+    assert!(status.success(), "{status:?}: {}", a.log_text());
+    let owned = query_i64(
+        db,
+        "SELECT COUNT(*) FROM partitions WHERE lease_until > clock_timestamp()",
+    );
+    assert_eq!(owned, 0, "every lease is handed back on SIGTERM");
+    // A new worker takes every partition at once, and handles events.
+    let b = Worker::start(&config, &db.url, "60s", dir.join("b.log"));
+    assert_eq!(held(&b), 64, "{}", b.log_text());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(20),
+        "taken over in {:?}, not after the 60 s lease",
+        stopped.elapsed()
+    );
+    let (status, body) = send(
+        &b.addr,
+        "POST",
+        "/events",
+        &Value::Array(story(1, 2)).to_string(),
+    )?;
+    assert_eq!(status, 202, "{body}");
+    assert!(settle(db, Duration::from_secs(30)), "{}", b.log_text());
+    Ok(())
+}

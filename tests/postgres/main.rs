@@ -107,6 +107,10 @@ const TESTS: &[(&str, Test)] = &[
         "cluster::a_paused_worker_cannot_commit",
         cluster::a_paused_worker_cannot_commit,
     ),
+    (
+        "cluster::a_stopped_worker_hands_its_partitions_back",
+        cluster::a_stopped_worker_hands_its_partitions_back,
+    ),
 ];
 
 fn main() {
