@@ -52,10 +52,18 @@ pub fn acknowledge(
     let mut claimed = HashMap::new();
     for mut event in events {
         match admit(pack, store, &event, &mut claimed) {
-            Ok(Admission::Case { case, claims }) => {
+            Ok(Admission::Case {
+                case,
+                claims,
+                links,
+            }) => {
                 event.case = Some(case);
                 out.push(Acknowledged::Queued(CaseId(String::new())));
-                arrivals.push(Arrival { event, claims });
+                arrivals.push(Arrival {
+                    event,
+                    claims,
+                    links,
+                });
             }
             Err(EngineError::Rejected(error)) => {
                 out.push(Acknowledged::Rejected(error.clone()));

@@ -370,6 +370,10 @@ pub struct Arrival {
     /// workers acknowledging events of one new order at once agree on the
     /// case.
     pub claims: Vec<String>,
+    /// Keys linked to the event's case as it is acknowledged (a message's
+    /// own Message-ID, so that a reply acknowledged before the message is
+    /// handled finds its case); a key already linked keeps its case.
+    pub links: Vec<String>,
 }
 
 /// What became of an [`Arrival`].

@@ -227,6 +227,21 @@ pub fn one_worker_serves_events_through_the_inbox(db: &TestDb) -> Result<(), Fai
         r#"{"id": "bad-1", "at": "2026-11-25T10:00:00Z", "kind": "warehouse.planned", "order": "O-none", "ship_date": "2026-12-01"}"#,
     )?;
     assert_eq!(status, 400, "{body}");
+    // A reply acknowledged with the message it answers joins its case.
+    let mail = json!([
+        {"id": "mail-1", "at": "2026-11-25T10:00:00Z", "kind": "email.received",
+         "from": "kei@example.com", "subject": "Table", "text": "Where is my table?",
+         "message_id": "<q1@example.com>"},
+        {"id": "mail-2", "at": "2026-11-25T10:05:00Z", "kind": "email.received",
+         "from": "kei@example.com", "subject": "Re: Table", "text": "Any news?",
+         "in_reply_to": ["<q1@example.com>"]}
+    ]);
+    let (status, body) = send(&worker.addr, "POST", "/events", &mail.to_string())?;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        body["events"][0]["case"], body["events"][1]["case"],
+        "{body}"
+    );
     assert!(settle(db, Duration::from_secs(30)), "{}", worker.log_text());
     let (status, shown) = send(&worker.addr, "GET", &format!("/cases/{case}"), "")?;
     assert_eq!(status, 200, "{shown}");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use casework::case::CaseId;
 use casework::event::{Event, EventId};
+use casework::store::Link;
 use casework::store::contract::{commit, t};
 use casework::store::postgres::PgStore;
 use casework::store::{Arrival, Queued, Store, StoreError};
@@ -69,6 +70,7 @@ fn arrival(id: &str, case: &str, claims: &[&str]) -> Arrival {
         event: Event::new(id, at, "customer.message", Some(CaseId(case.into())))
             .with("text", "hello"),
         claims: claims.iter().map(|c| (*c).to_owned()).collect(),
+        links: Vec::new(),
     }
 }
 
@@ -110,6 +112,27 @@ pub fn the_inbox_keeps_acknowledgement_order_and_one_case_per_order(
     assert_eq!(of_m1, ["m1", "m2"], "{waiting:?}");
     // The worker without partitions takes nothing.
     assert!(other.inbox().unwrap().next_arrivals(10)?.is_empty());
+
+    // Message-IDs are linked as they are acknowledged: an opening
+    // message's claimed, a joining one's added (a key linked already
+    // keeps its case), so a reply acknowledged before either is handled
+    // finds the case.
+    let opening = arrival("m4", "C-m4", &["message:first@shop"]);
+    let mut joining = arrival("m5", "C-m4", &[]);
+    joining.links = vec!["message:second@shop".into()];
+    let mut stray = arrival("m6", "C-m3", &[]);
+    stray.links = vec!["message:first@shop".into()];
+    other
+        .inbox()
+        .unwrap()
+        .enqueue(vec![opening, joining, stray])?;
+    for (id, case) in [("<first@shop>", "C-m4"), ("second@shop", "C-m4")] {
+        assert_eq!(
+            owner.linked_case(&Link::MessageId(id))?,
+            Some(CaseId(case.into())),
+            "{id}"
+        );
+    }
     Ok(())
 }
 

@@ -424,9 +424,15 @@ pub fn case_timers(pack: &Pack, case: &Case, now: Timestamp) -> Vec<Timer> {
 /// Where [`Engine::admit`] sends an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
-    /// For this case (new when the event opens one); `claims` are the
-    /// correlation keys an opening event names, to be claimed for it.
-    Case { case: CaseId, claims: Vec<String> },
+    /// For this case (new when the event opens one). `claims` are the
+    /// correlation keys an opening event names, to be claimed for it (a
+    /// key claimed first by another case sends the event there); `links`
+    /// the keys an event joining a case adds to it (its own Message-ID).
+    Case {
+        case: CaseId,
+        claims: Vec<String>,
+        links: Vec<String>,
+    },
 }
 
 /// Inbound kinds that open a new case when they match none.
@@ -1153,22 +1159,41 @@ pub fn admit(
         }
         .into());
     }
-    event.payload()?;
+    // A message's own Message-ID is linked as it is acknowledged, so a
+    // reply acknowledged before this message is handled finds its case.
+    let message = match event.payload()? {
+        crate::event::Payload::Inbound(m) => {
+            m.message_id.as_deref().map(|id| Link::MessageId(id).key())
+        }
+        _ => None,
+    };
     match resolve(store, claimed, event)? {
-        Some(case) => Ok(Admission::Case {
-            case,
-            claims: Vec::new(),
-        }),
+        Some(case) => {
+            let links: Vec<String> = message.into_iter().collect();
+            for key in &links {
+                claimed.entry(key.clone()).or_insert_with(|| case.clone());
+            }
+            Ok(Admission::Case {
+                case,
+                claims: Vec::new(),
+                links,
+            })
+        }
         None if OPENING_KINDS.contains(&event.kind.as_str()) => {
             let case = opening_case_id(&event.id);
             let claims: Vec<String> = (event.order.iter().map(|o| Link::Order(o.as_str())))
                 .chain(event.tracking.iter().map(|t| Link::Tracking(t)))
                 .map(|l| l.key())
+                .chain(message)
                 .collect();
             for key in &claims {
                 claimed.insert(key.clone(), case.clone());
             }
-            Ok(Admission::Case { case, claims })
+            Ok(Admission::Case {
+                case,
+                claims,
+                links: Vec::new(),
+            })
         }
         None => Err(unresolved(event).into()),
     }

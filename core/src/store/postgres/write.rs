@@ -710,6 +710,21 @@ pub(super) fn enqueue(
             .push(i);
         outcome[i] = Queued::Queued(case.clone());
     }
+    let (keys, cases): (Vec<&str>, Vec<&str>) = (arrivals.iter().zip(&outcome))
+        .filter_map(|(a, o)| match o {
+            Queued::Queued(case) => Some(a.links.iter().map(|k| (k.as_str(), case.0.as_str()))),
+            Queued::Duplicate => None,
+        })
+        .flatten()
+        .unzip();
+    if !keys.is_empty() {
+        tx.execute(
+            "INSERT INTO links (key, case_id) SELECT * FROM unnest($1::TEXT[], $2::TEXT[])
+             ON CONFLICT (key) DO NOTHING",
+            &[&keys, &cases],
+        )
+        .map_err(err)?;
+    }
     if !by_part.is_empty() {
         let parts: Vec<i32> = by_part.keys().copied().collect();
         let counts: Vec<i64> = by_part.values().map(|m| m.len() as i64).collect();
