@@ -185,30 +185,25 @@ pub(crate) fn heaviest<'a>(v: &[(u32, f64)], out: &'a mut Vec<(u32, f64)>) -> &'
 }
 
 /// The `k` heaviest of `entries` (feature id, weight), heaviest first and
-/// ties to the lower id, in `out`. One pass that keeps the `k` so far in
-/// order: past the first few, most entries weigh less than the `k`-th
-/// and cost one comparison (a selection over the whole message cost
-/// more than the search it fed).
+/// ties to the lower id, in `out`: a selection (linear) over the entries,
+/// then a sort of the `k` kept. The order is total, so the answer is a
+/// full sort's cut short, bit for bit.
 pub(crate) fn heaviest_k(
     entries: impl Iterator<Item = (u32, f64)>,
     k: usize,
     out: &mut Vec<(u32, f64)>,
 ) {
-    let before = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)).is_lt();
+    let order = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
     out.clear();
     if k == 0 {
         return;
     }
-    for e in entries {
-        if out.len() == k {
-            if !before(&e, &out[k - 1]) {
-                continue;
-            }
-            out.pop();
-        }
-        let at = out.partition_point(|x| before(x, &e));
-        out.insert(at, e);
+    out.extend(entries);
+    if out.len() > k {
+        out.select_nth_unstable_by(k - 1, order);
+        out.truncate(k);
     }
+    out.sort_unstable_by(order);
 }
 
 #[cfg(test)]
