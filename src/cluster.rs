@@ -2,8 +2,8 @@
 //! the shared inbox, and what it knows of its leases.
 //!
 //! A worker that takes a request ([`acknowledge`]) decides where each
-//! event goes ([`Engine::admit`]: its case, found through the correlation
-//! tables, or the case it opens), refuses at once what the event alone
+//! event goes ([`admit`]: its case, found through the correlation tables,
+//! or the case it opens), refuses at once what the event alone
 //! makes invalid, and writes the rest to the inbox in one transaction:
 //! the answer 202 comes after that commit. The owner of each case's
 //! partition takes its events from the inbox in the order they were

@@ -118,7 +118,6 @@ pub type Feed<'a> =
 #[derive(Debug, Default)]
 pub struct Settled {
     outcomes: Vec<(String, ActionOutcome)>,
-    kinds: Vec<Recorded>,
 }
 
 /// What became of one recorded attempt.
@@ -132,6 +131,15 @@ pub enum Recorded {
 }
 
 impl Recorded {
+    /// What an outcome becomes once recorded.
+    fn of(outcome: &ActionOutcome) -> Recorded {
+        match outcome {
+            ActionOutcome::Done { .. } => Recorded::Done,
+            ActionOutcome::Retry { .. } => Recorded::Retried,
+            ActionOutcome::GaveUp { .. } => Recorded::GaveUp,
+        }
+    }
+
     /// As the console's metrics name it.
     pub fn name(self) -> &'static str {
         match self {
@@ -261,14 +269,11 @@ impl OutboxRunner {
     }
 
     /// Step 1 of a pass on its own: lease up to the batch size of what is
-    /// due. With [`execute`](Self::execute) and [`record`](Self::record)
-    /// a caller sharing the engine (`casework serve`) can let go of it
-    /// while the plugin works.
+    /// due. With [`execute`](Self::execute) and
+    /// [`record_all`](Self::record_all) a caller sharing the engine
+    /// (`casework serve`) can let go of it while the plugins work.
     pub fn claim(&self, engine: &mut Engine) -> Result<Vec<OutboxEntry>, OutboxError> {
-        if self.runnable.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.claim_at(engine.store_mut(), self.clock.now())
+        self.claim_from(engine.store_mut())
     }
 
     /// [`claim`](Self::claim) on a store connection of the caller's own
@@ -327,23 +332,11 @@ impl OutboxRunner {
         engine.store().next_action_due(Some(&self.runnable))
     }
 
-    /// Step 3: record how an attempt ended: feed the plugin's events (or
-    /// `action.failed`) to the engine, then complete the action (done,
-    /// retry later, or given up) and release the lease.
-    pub fn record(
-        &self,
-        engine: &mut Engine,
-        entry: OutboxEntry,
-        result: Result<Done, PluginError>,
-        report: &mut RunnerReport,
-    ) -> Result<Recorded, OutboxError> {
-        let mut recorded = self.record_all(engine, vec![(entry, result)], report)?;
-        Ok(recorded.pop().unwrap_or(Recorded::LeaseLost))
-    }
-
-    /// Step 3 for a whole pass: each attempt's events go to the engine,
-    /// then every action is completed in one store transaction. One
-    /// answer per attempt, in order.
+    /// Step 3: record how the attempts of a pass ended: each attempt's
+    /// events (what the plugin answered, or `action.failed`) go to the
+    /// engine, then every action is completed (done, retry later, or given
+    /// up) and its lease released, in one store transaction. One answer
+    /// per attempt, in order.
     pub fn record_all(
         &self,
         engine: &mut Engine,
@@ -366,11 +359,6 @@ impl OutboxRunner {
         let mut settled = Settled::default();
         for (entry, result) in attempts {
             let outcome = self.outcome(feed, &entry, result, report)?;
-            settled.kinds.push(match outcome {
-                ActionOutcome::Done { .. } => Recorded::Done,
-                ActionOutcome::Retry { .. } => Recorded::Retried,
-                ActionOutcome::GaveUp { .. } => Recorded::GaveUp,
-            });
             settled.outcomes.push((entry.action.id, outcome));
         }
         Ok(settled)
@@ -384,8 +372,14 @@ impl OutboxRunner {
         settled: Settled,
         report: &mut RunnerReport,
     ) -> Result<Vec<Recorded>, OutboxError> {
+        if settled.outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kinds: Vec<Recorded> = (settled.outcomes.iter())
+            .map(|(_, outcome)| Recorded::of(outcome))
+            .collect();
         let answers = store.complete_actions(&self.worker, settled.outcomes)?;
-        Ok((settled.kinds.into_iter())
+        Ok((kinds.into_iter())
             .zip(answers)
             .map(|(kind, answer)| match answer {
                 Ok(()) => kind,

@@ -58,12 +58,13 @@ use casework_core::clock::Clock;
 use casework_core::diagnostic::{Diagnostic, Diagnostics};
 use casework_core::engine::{Engine, EngineError, Outcome, Pack};
 use casework_core::event::{Event, EventError};
-use casework_core::store::{Store, StoreError};
+use casework_core::plugin::{Done, PluginError};
+use casework_core::store::{OutboxEntry, Store, StoreError};
 use serde_json::{Value, json};
 
 use crate::cluster::{Acknowledged, SharedLeaseView};
 use crate::console::{Console, Guard, Page};
-use crate::outbox::{OutboxRunner, RunnerReport};
+use crate::outbox::{OutboxRunner, Recorded, RunnerReport};
 
 /// The default limit on a request body: 1 MiB, a few thousand events.
 pub const MAX_BODY: usize = 1 << 20;
@@ -124,6 +125,13 @@ enum Item {
     Event(Event),
     /// Not an event: the id it seemed to have, and why.
     Bad(String, String),
+}
+
+/// One of a shared worker's connections. A panic while one was held
+/// left no half-written state behind (the database rolled back), so the
+/// connection is used again.
+fn lock_store(store: &Mutex<Box<dyn Store>>) -> MutexGuard<'_, Box<dyn Store>> {
+    store.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl App {
@@ -522,88 +530,92 @@ impl App {
         Some(engine.rules().current().hash().to_owned())
     }
 
+    /// Timers (one round) and the outbox (one claim): what a background
+    /// loop calls over and over.
     pub fn background_pass(&self) -> Result<Pass, String> {
-        let lock = || self.lock().map_err(|r| r.body["error"].to_string());
         let mut pass = Pass::default();
-        let metrics = &self.console.metrics;
-        let mut changed = Vec::new();
-        let claimed = {
-            let mut engine = lock()?;
-            let now = engine.now();
-            // One round: a backlog of overdue timers (a start after an
-            // outage) goes round by round, with requests served between.
-            let round = engine.tick_round(now).map_err(|e| e.to_string())?;
-            let fired = round.outcomes;
-            pass.timers = fired.len();
-            pass.more_timers = round.more;
-            metrics.timers_fired(fired.len());
-            for outcome in &fired {
-                if let Outcome::Handled {
-                    case, decisions, ..
-                } = outcome
-                {
-                    metrics.decisions(decisions);
-                    changed.push(case.0.clone());
-                }
-            }
-            match &self.shared {
-                Some(_) => Vec::new(),
-                None => self.runner.claim(&mut engine).map_err(|e| e.to_string())?,
-            }
-        };
-        // A worker on PostgreSQL claims and completes on the outbox's own
-        // connection, and takes the engine only for the plugins' events.
-        let outbox_store = self.shared.as_ref().map(|s| &s.outbox);
-        let claimed = match outbox_store {
-            Some(store) => {
-                let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-                (self.runner.claim_from(&mut **store)).map_err(|e| e.to_string())?
-            }
-            None => claimed,
-        };
+        let mut changed = self.fire_timers(&mut pass)?;
         // The plugins work without the engine; their outcomes are
         // recorded together, in one transaction.
-        let attempts: Vec<_> = claimed
-            .into_iter()
+        let attempts: Vec<_> = (self.claim()?.into_iter())
             .map(|entry| {
                 let result = self.runner.execute(&entry);
                 (entry, result)
             })
             .collect();
-        if !attempts.is_empty() {
-            let names: Vec<(String, String)> = (attempts.iter())
-                .map(|(e, _)| (e.action.plugin().to_owned(), e.action.case.0.clone()))
-                .collect();
-            let recorded = match outbox_store {
-                Some(store) => {
-                    let mut feed = |events| {
-                        let mut engine = self
-                            .lock()
-                            .map_err(|r| StoreError::Backend(r.body["error"].to_string()))?;
-                        engine.handle_batch(events)
-                    };
-                    let settled = (self.runner)
-                        .settle(&mut feed, attempts, &mut pass.outbox)
-                        .map_err(|e| e.to_string())?;
-                    let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-                    (self.runner)
-                        .complete(&mut **store, settled, &mut pass.outbox)
-                        .map_err(|e| e.to_string())?
-                }
-                None => {
-                    let mut engine = lock()?;
-                    (self.runner)
-                        .record_all(&mut engine, attempts, &mut pass.outbox)
-                        .map_err(|e| e.to_string())?
-                }
-            };
-            for ((plugin, case), r) in names.into_iter().zip(recorded) {
-                metrics.action(&plugin, r.name());
-                changed.push(case);
-            }
+        let names: Vec<(String, String)> = (attempts.iter())
+            .map(|(e, _)| (e.action.plugin().to_owned(), e.action.case.0.clone()))
+            .collect();
+        let recorded = self.record(attempts, &mut pass.outbox)?;
+        for ((plugin, case), r) in names.into_iter().zip(recorded) {
+            self.console.metrics.action(&plugin, r.name());
+            changed.push(case);
         }
         self.console.hub.changed(changed);
         Ok(pass)
+    }
+
+    /// The engine for a background pass, whose errors are text.
+    fn engine(&self) -> Result<MutexGuard<'_, Engine>, String> {
+        self.lock().map_err(|r| r.body["error"].to_string())
+    }
+
+    /// One round of due timers (a backlog of overdue ones, after an
+    /// outage, goes round by round, with requests served between): the
+    /// cases they changed.
+    fn fire_timers(&self, pass: &mut Pass) -> Result<Vec<String>, String> {
+        let mut engine = self.engine()?;
+        let now = engine.now();
+        let round = engine.tick_round(now).map_err(|e| e.to_string())?;
+        let metrics = &self.console.metrics;
+        pass.timers = round.outcomes.len();
+        pass.more_timers = round.more;
+        metrics.timers_fired(round.outcomes.len());
+        let mut changed = Vec::new();
+        for outcome in &round.outcomes {
+            if let Outcome::Handled {
+                case, decisions, ..
+            } = outcome
+            {
+                metrics.decisions(decisions);
+                changed.push(case.0.clone());
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Due actions, leased to this worker: a worker on PostgreSQL claims
+    /// on the outbox's own connection, without the engine.
+    fn claim(&self) -> Result<Vec<OutboxEntry>, String> {
+        let claimed = match &self.shared {
+            Some(shared) => self.runner.claim_from(&mut **lock_store(&shared.outbox)),
+            None => self.runner.claim(&mut *self.engine()?),
+        };
+        claimed.map_err(|e| e.to_string())
+    }
+
+    /// Record the pass's attempts. A worker on PostgreSQL completes them
+    /// on the outbox's connection and takes the engine only for the
+    /// plugins' events.
+    fn record(
+        &self,
+        attempts: Vec<(OutboxEntry, Result<Done, PluginError>)>,
+        report: &mut RunnerReport,
+    ) -> Result<Vec<Recorded>, String> {
+        let recorded = match &self.shared {
+            Some(shared) => {
+                let mut feed = |events| {
+                    let mut engine = self.engine().map_err(StoreError::Backend)?;
+                    engine.handle_batch(events)
+                };
+                (self.runner.settle(&mut feed, attempts, report)).and_then(|settled| {
+                    let mut store = lock_store(&shared.outbox);
+                    self.runner.complete(&mut **store, settled, report)
+                })
+            }
+            None => (self.runner).record_all(&mut *self.engine()?, attempts, report),
+        };
+        recorded.map_err(|e| e.to_string())
     }
 
     /// Handle the inbox of the partitions this worker holds (one batch):
@@ -614,7 +626,7 @@ impl App {
         if self.shared.is_none() {
             return Ok(0);
         }
-        let mut engine = self.lock().map_err(|r| r.body["error"].to_string())?;
+        let mut engine = self.engine()?;
         let started = std::time::Instant::now();
         let drained = crate::cluster::drain(&mut engine).map_err(|e| e.to_string())?;
         if let Some(fenced) = &drained.fenced {

@@ -359,6 +359,22 @@ pub enum StoreError {
     Backend(String),
 }
 
+impl StoreError {
+    /// Why an outcome for action `id` was not recorded: it is someone
+    /// else's now ([`LeaseLost`](Self::LeaseLost)) or, when the store has
+    /// no such action, [`UnknownAction`](Self::UnknownAction).
+    pub fn not_recorded(id: &str, worker: &str, exists: bool) -> StoreError {
+        if exists {
+            StoreError::LeaseLost {
+                action: id.to_owned(),
+                worker: worker.to_owned(),
+            }
+        } else {
+            StoreError::UnknownAction(id.to_owned())
+        }
+    }
+}
+
 /// An event acknowledged by a worker, for the owner of its case's
 /// partition ([`Inbox`]).
 #[derive(Clone, Debug)]
@@ -576,29 +592,21 @@ pub trait Store: Send {
         id: &str,
         worker: &str,
         outcome: ActionOutcome,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let mut answers = self.complete_actions(worker, vec![(id.to_owned(), outcome)])?;
+        answers.pop().unwrap_or(Ok(()))
+    }
 
     /// [`complete_action`](Self::complete_action) for several actions in
     /// one transaction (an outbox pass records its batch at once): one
-    /// answer per action, in order; the outer error is a failed
-    /// transaction, which recorded none of them.
+    /// answer per action, in order ([`StoreError::not_recorded`] for one
+    /// not recorded); the outer error is a failed transaction, which
+    /// recorded none of them.
     fn complete_actions(
         &mut self,
         worker: &str,
         outcomes: Vec<(String, ActionOutcome)>,
-    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut answers = Vec::with_capacity(outcomes.len());
-        for (id, outcome) in outcomes {
-            answers.push(match self.complete_action(&id, worker, outcome) {
-                Err(e @ (StoreError::LeaseLost { .. } | StoreError::UnknownAction(_))) => Err(e),
-                other => {
-                    other?;
-                    Ok(())
-                }
-            });
-        }
-        Ok(answers)
-    }
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError>;
 
     fn rejected(&self) -> Result<Vec<Rejected>, StoreError>;
     /// How many events were refused.
@@ -699,6 +707,45 @@ impl MemoryStore {
             self.outbox.push(OutboxEntry::new(action));
         }
         self.cases.insert(id, commit.case);
+    }
+
+    /// One outcome of [`Store::complete_actions`].
+    fn complete_one(
+        &mut self,
+        id: &str,
+        worker: &str,
+        outcome: ActionOutcome,
+    ) -> Result<(), StoreError> {
+        let mine = |e: &OutboxEntry| {
+            e.status == ActionStatus::Pending && e.lease_owner.as_deref() == Some(worker)
+        };
+        let i = match self.outbox_index.get(id) {
+            Some(&i) if mine(&self.outbox[i]) => i,
+            found => return Err(StoreError::not_recorded(id, worker, found.is_some())),
+        };
+        let e = &mut self.outbox[i];
+        e.lease_owner = None;
+        e.lease_until = None;
+        match outcome {
+            ActionOutcome::Done { result } => {
+                e.status = ActionStatus::Done;
+                e.result = Some(result);
+                self.counts.done += 1;
+            }
+            ActionOutcome::Retry { at, error } => {
+                e.next_attempt_at = at;
+                e.last_error = Some(error);
+                return Ok(());
+            }
+            ActionOutcome::GaveUp { error } => {
+                e.status = ActionStatus::GaveUp;
+                e.last_error = Some(error);
+                self.counts.gave_up += 1;
+            }
+        }
+        self.pending.remove(&i);
+        self.counts.pending -= 1;
+        Ok(())
     }
 }
 
@@ -932,45 +979,14 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn complete_action(
+    fn complete_actions(
         &mut self,
-        id: &str,
         worker: &str,
-        outcome: ActionOutcome,
-    ) -> Result<(), StoreError> {
-        let &i = self
-            .outbox_index
-            .get(id)
-            .ok_or_else(|| StoreError::UnknownAction(id.to_owned()))?;
-        let e = &mut self.outbox[i];
-        if e.status != ActionStatus::Pending || e.lease_owner.as_deref() != Some(worker) {
-            return Err(StoreError::LeaseLost {
-                action: id.to_owned(),
-                worker: worker.to_owned(),
-            });
-        }
-        e.lease_owner = None;
-        e.lease_until = None;
-        match outcome {
-            ActionOutcome::Done { result } => {
-                e.status = ActionStatus::Done;
-                e.result = Some(result);
-                self.counts.done += 1;
-            }
-            ActionOutcome::Retry { at, error } => {
-                e.next_attempt_at = at;
-                e.last_error = Some(error);
-                return Ok(());
-            }
-            ActionOutcome::GaveUp { error } => {
-                e.status = ActionStatus::GaveUp;
-                e.last_error = Some(error);
-                self.counts.gave_up += 1;
-            }
-        }
-        self.pending.remove(&i);
-        self.counts.pending -= 1;
-        Ok(())
+        outcomes: Vec<(String, ActionOutcome)>,
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        Ok((outcomes.into_iter())
+            .map(|(id, outcome)| self.complete_one(&id, worker, outcome))
+            .collect())
     }
 
     fn cases_in_states(&self, states: &[&str], limit: usize) -> Result<Vec<Case>, StoreError> {

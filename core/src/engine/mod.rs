@@ -421,7 +421,7 @@ pub fn case_timers(pack: &Pack, case: &Case, now: Timestamp) -> Vec<Timer> {
         .collect()
 }
 
-/// Where [`Engine::admit`] sends an event.
+/// Where [`admit`] sends an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Admission {
     /// For this case (new when the event opens one). `claims` are the
@@ -654,16 +654,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The case an event is for: its case id, else the case its order,
-    /// tracking number or Message-ID is linked to (in this batch first).
-    fn resolve(
-        &self,
-        known: &HashMap<String, CaseId>,
-        event: &Event,
-    ) -> Result<Option<CaseId>, StoreError> {
-        resolve(&*self.store, known, event)
-    }
-
     /// The customer's other cases, as the rules see them.
     fn others(
         &self,
@@ -712,7 +702,7 @@ impl Engine {
             }
             .into());
         }
-        let id = match self.resolve(&pending.links, event)? {
+        let id = match resolve(&*self.store, &pending.links, event)? {
             Some(id) => id,
             None if OPENING_KINDS.contains(&event.kind.as_str()) => opening_case_id(&event.id),
             None => return Err(unresolved(event).into()),
@@ -736,14 +726,7 @@ impl Engine {
         event: &Event,
         now: Timestamp,
     ) -> Result<Outcome, EngineError> {
-        if event.id.is_unset() {
-            return Err(EventError::Malformed {
-                event: event.id.clone(),
-                kind: event.kind.0.clone(),
-                message: "the event has no `id`; every event needs a unique id".into(),
-            }
-            .into());
-        }
+        require_id(event)?;
         let stored = match &pending.asked {
             Some((asked, stored)) if asked.contains(&event.id) => stored.contains(&event.id),
             _ => self.store.has_event(&event.id)?,
@@ -943,15 +926,6 @@ impl Engine {
         )?)
     }
 
-    /// Where an event goes, decided without handling it: see [`admit`].
-    pub fn admit(
-        &self,
-        event: &Event,
-        claimed: &mut HashMap<String, CaseId>,
-    ) -> Result<Admission, EngineError> {
-        admit(&self.pack, &*self.store, event, claimed)
-    }
-
     /// The pack in force, to share with a thread that admits events
     /// without the engine ([`admit`]).
     pub fn shared_pack(&self) -> Arc<Pack> {
@@ -1144,14 +1118,7 @@ pub fn admit(
     event: &Event,
     claimed: &mut HashMap<String, CaseId>,
 ) -> Result<Admission, EngineError> {
-    if event.id.is_unset() {
-        return Err(EventError::Malformed {
-            event: event.id.clone(),
-            kind: event.kind.0.clone(),
-            message: "the event has no `id`; every event needs a unique id".into(),
-        }
-        .into());
-    }
+    require_id(event)?;
     if !pack.workflow.known_kind(event.kind.as_str()) {
         return Err(EventError::UnknownKind {
             event: event.id.clone(),
@@ -1222,6 +1189,18 @@ fn resolve(
         }
     }
     Ok(None)
+}
+
+/// Every event needs an id: duplicates are found by it.
+fn require_id(event: &Event) -> Result<(), EventError> {
+    if event.id.is_unset() {
+        return Err(EventError::Malformed {
+            event: event.id.clone(),
+            kind: event.kind.0.clone(),
+            message: "the event has no `id`; every event needs a unique id".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Why an event that opens no case found none.

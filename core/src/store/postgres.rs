@@ -772,17 +772,6 @@ impl Store for PgStore {
         Ok(entries.into_iter().map(|(_, e)| e).collect())
     }
 
-    fn complete_action(
-        &mut self,
-        id: &str,
-        worker: &str,
-        outcome: ActionOutcome,
-    ) -> Result<(), StoreError> {
-        let mut answers =
-            write::complete_actions(&mut self.conn(), worker, &[(id.to_owned(), outcome)])?;
-        answers.pop().unwrap_or(Ok(()))
-    }
-
     fn complete_actions(
         &mut self,
         worker: &str,

@@ -482,14 +482,7 @@ impl SqliteStore {
         let exists = tx
             .prepare_cached("SELECT 1 FROM outbox WHERE id = ?1")
             .and_then(|mut s| s.exists([id]))?;
-        Ok(Err(if exists {
-            StoreError::LeaseLost {
-                action: id.to_owned(),
-                worker: worker.to_owned(),
-            }
-        } else {
-            StoreError::UnknownAction(id.to_owned())
-        }))
+        Ok(Err(StoreError::not_recorded(id, worker, exists)))
     }
 
     fn bump(tx: &rusqlite::Transaction<'_>, name: &str, by: i64) -> rusqlite::Result<()> {
@@ -1127,16 +1120,6 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         entries.sort_by_key(|(seq, e)| (e.next_attempt_at, *seq));
         Ok(entries.into_iter().map(|(_, e)| e).collect())
-    }
-
-    fn complete_action(
-        &mut self,
-        id: &str,
-        worker: &str,
-        outcome: ActionOutcome,
-    ) -> Result<(), StoreError> {
-        let mut answers = self.complete_actions(worker, vec![(id.to_owned(), outcome)])?;
-        answers.pop().unwrap_or(Ok(()))
     }
 
     fn complete_actions(

@@ -638,14 +638,7 @@ fn complete_one(
     let exists = !tx
         .query("SELECT 1 FROM outbox WHERE id = $1", &[&id])?
         .is_empty();
-    Ok(Err(if exists {
-        StoreError::LeaseLost {
-            action: id.to_owned(),
-            worker: worker.to_owned(),
-        }
-    } else {
-        StoreError::UnknownAction(id.to_owned())
-    }))
+    Ok(Err(StoreError::not_recorded(id, worker, exists)))
 }
 
 /// Acknowledge events into the inbox, in one transaction: claim the keys
