@@ -25,6 +25,11 @@ use serde_json::{Value, json};
 
 /// How many events of one partition a drain takes at a time.
 const DRAIN_PER_PARTITION: usize = 64;
+/// About how many events a drain takes in all, shared out among the
+/// partitions held: a batch holds the engine, and the worker's timers and
+/// case views wait for it. Batches of a few hundred events already spread
+/// a commit's round trips thin.
+const DRAIN_EVENTS: usize = 512;
 
 /// What became of one acknowledged event.
 #[derive(Debug)]
@@ -115,7 +120,8 @@ pub fn drain(engine: &mut Engine) -> Result<Drained, EngineError> {
     let Some(inbox) = engine.store_mut().inbox() else {
         return Ok(Drained::default());
     };
-    let events = inbox.next_arrivals(DRAIN_PER_PARTITION)?;
+    let held = inbox.leases().len().max(1);
+    let events = inbox.next_arrivals((DRAIN_EVENTS / held).clamp(1, DRAIN_PER_PARTITION))?;
     if events.is_empty() {
         return Ok(Drained::default());
     }

@@ -532,9 +532,17 @@ impl App {
 
     /// Timers (one round) and the outbox (one claim): what a background
     /// loop calls over and over.
+    ///
+    /// A worker on PostgreSQL fires its timers on the inbox thread
+    /// instead ([`timer_pass`](Self::timer_pass)): they need the engine,
+    /// which the inbox holds for a batch at a time, and the outbox must
+    /// not wait for that.
     pub fn background_pass(&self) -> Result<Pass, String> {
         let mut pass = Pass::default();
-        let mut changed = self.fire_timers(&mut pass)?;
+        let mut changed = match self.shared {
+            Some(_) => Vec::new(),
+            None => self.fire_timers(&mut pass)?,
+        };
         // The plugins work without the engine; their outcomes are
         // recorded together, in one transaction.
         let attempts: Vec<_> = (self.claim()?.into_iter())
@@ -551,6 +559,15 @@ impl App {
             self.console.metrics.action(&plugin, r.name());
             changed.push(case);
         }
+        self.console.hub.changed(changed);
+        Ok(pass)
+    }
+
+    /// Fire one round of due timers (a worker on PostgreSQL does this on
+    /// its inbox thread, between batches).
+    pub fn timer_pass(&self) -> Result<Pass, String> {
+        let mut pass = Pass::default();
+        let changed = self.fire_timers(&mut pass)?;
         self.console.hub.changed(changed);
         Ok(pass)
     }

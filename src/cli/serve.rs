@@ -204,8 +204,8 @@ fn serve(args: &Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Timers and the outbox, every 100 ms or at once while there is work;
-/// the rule files every `reload_every`.
+/// Timers (on SQLite; see [`inbox`]) and the outbox, every 100 ms or at
+/// once while there is work; the rule files every `reload_every`.
 fn background(app: &App, stop: &AtomicBool, reload_every: Option<Duration>) {
     let mut watch = reload_every.map(RuleWatch::new);
     while !stop.load(Ordering::SeqCst) {
@@ -229,18 +229,35 @@ fn background(app: &App, stop: &AtomicBool, reload_every: Option<Duration>) {
 
 /// The shared inbox of a worker on PostgreSQL: drained at once while it
 /// holds events, polled every 20 ms when empty (every second after a
-/// failure, which is reported).
+/// failure, which is reported). The worker's timers fire here too, between
+/// batches, every 100 ms or at once while a round was full: they need the
+/// engine, and on this thread they never hold up the outbox.
 fn inbox(app: &App, stop: &AtomicBool) {
+    const TIMERS_EVERY: Duration = Duration::from_millis(100);
+    let mut timers_fired = Instant::now() - TIMERS_EVERY;
+    let mut more_timers = false;
     while !stop.load(Ordering::SeqCst) {
-        let wait = match app.inbox_pass() {
-            Ok(0) => 20,
-            Ok(_) => continue,
+        let drained = match app.inbox_pass() {
+            Ok(n) => n,
             Err(e) => {
                 eprintln!("inbox: {e}");
-                1000
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
             }
         };
-        std::thread::sleep(Duration::from_millis(wait));
+        if more_timers || timers_fired.elapsed() >= TIMERS_EVERY {
+            timers_fired = Instant::now();
+            more_timers = match app.timer_pass() {
+                Ok(pass) => pass.more_timers,
+                Err(e) => {
+                    eprintln!("timers: {e}");
+                    false
+                }
+            };
+        }
+        if drained == 0 && !more_timers {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
