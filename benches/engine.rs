@@ -18,6 +18,11 @@
 //! machine-readable line per figure, `BENCH <key> <value> <unit> <label>`,
 //! which `scripts/bench` collects.
 
+/// The allocator the `casework` binary runs with (src/main.rs), so the
+/// figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

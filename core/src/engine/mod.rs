@@ -692,7 +692,7 @@ impl Engine {
     /// other cases as the rules see them.
     fn subject(
         &self,
-        pending: &Pending,
+        pending: &mut Pending,
         event: &Event,
     ) -> Result<(CaseId, Option<Case>, CustomerStats), EngineError> {
         if !self.pack.workflow.known_kind(event.kind.as_str()) {
@@ -707,9 +707,12 @@ impl Engine {
             None if OPENING_KINDS.contains(&event.kind.as_str()) => opening_case_id(&event.id),
             None => return Err(unresolved(event).into()),
         };
-        let case = match (pending.cases.get(&id), &pending.loaded) {
-            (Some(c), _) => Some(c.clone()),
-            (None, Some(loaded)) if loaded.contains_key(&id) => loaded[&id].clone(),
+        // A case loaded ahead is taken, not copied: once stepped, the
+        // batch's commit holds it (and should the event be refused, the
+        // store still has it).
+        let case = match (pending.cases.get(&id), &mut pending.loaded) {
+            (Some(&commit), _) => Some(pending.batch.commits[commit].case.clone()),
+            (None, Some(loaded)) if loaded.contains_key(&id) => loaded.remove(&id).flatten(),
             (None, _) => self.store.load(&id)?,
         };
         let key = case
@@ -761,7 +764,9 @@ impl Engine {
             (case.customer.key(), CaseSummary::of(&case, open)),
         );
         pending.seen.insert(event.id.clone());
-        pending.cases.insert(id.clone(), case.clone());
+        pending
+            .cases
+            .insert(id.clone(), pending.batch.commits.len());
         pending.batch.commits.push(Commit {
             accepted: Accepted {
                 event: event.clone(),
@@ -907,8 +912,8 @@ impl Engine {
     /// message" is this; an unknown kind or an event that names no case it
     /// can find is refused as `handle` would refuse it.
     pub fn dry_run(&self, event: &Event) -> Result<Step, EngineError> {
-        let pending = Pending::default();
-        let (id, case, others) = self.subject(&pending, event)?;
+        let mut pending = Pending::default();
+        let (id, case, others) = self.subject(&mut pending, event)?;
         let rules = self.rules.current();
         let counts_from = event_time(
             event.at,
@@ -1232,7 +1237,9 @@ fn unresolved(event: &Event) -> EventError {
 #[derive(Default)]
 struct Pending {
     batch: Batch,
-    cases: HashMap<CaseId, Case>,
+    /// The cases the batch changed: the index of each one's last commit
+    /// in `batch`, which holds the case as it now is.
+    cases: HashMap<CaseId, usize>,
     links: HashMap<String, CaseId>,
     summaries: HashMap<CaseId, (Option<String>, CaseSummary)>,
     seen: HashSet<EventId>,
