@@ -853,9 +853,7 @@ impl Engine {
             }
             let from_batch = pending
                 .timers
-                .due(until, pending.fired.len() + 1)
-                .into_iter()
-                .find(|t| !pending.fired.contains(t));
+                .first_due(until, |t| pending.fired.contains(t));
             let timer = match (stored.peek(), from_batch) {
                 (Some(s), Some(b)) if b < *s => b,
                 (Some(_), _) => stored.next().expect("peeked"),
@@ -878,6 +876,9 @@ impl Engine {
             // A fired timer leaves the store with the batch; a case that
             // stepped stores its new timers with its commit.
             pending.fired.insert(timer.clone());
+            // Out of the batch's queue too, so the next search does not
+            // step over every timer the batch fired so far.
+            pending.timers.remove(&timer);
             pending.batch.fired.push(timer);
             match self.step_into(pending, event, due)? {
                 Ok(o) => {

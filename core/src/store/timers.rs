@@ -67,6 +67,24 @@ impl TimerQueue {
             .collect()
     }
 
+    /// The earliest timer due at or before `until` that `skip` does not
+    /// pass over; only the timers looked at are copied.
+    pub fn first_due(
+        &self,
+        until: Timestamp,
+        mut skip: impl FnMut(&Timer) -> bool,
+    ) -> Option<Timer> {
+        self.queue
+            .iter()
+            .take_while(|(t, _, _)| *t <= until)
+            .map(|(due, case, name)| Timer {
+                due: *due,
+                case: case.clone(),
+                name: name.clone(),
+            })
+            .find(|t| !skip(t))
+    }
+
     /// A case's timers, earliest first.
     pub fn of(&self, case: &CaseId) -> Vec<Timer> {
         let mut out: Vec<Timer> = self
@@ -100,5 +118,38 @@ impl TimerQueue {
 
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(minute: u32) -> Timestamp {
+        format!("2026-11-27T10:{minute:02}:00+00:00")
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn first_due_passes_over_the_skipped_and_stops_at_until() {
+        let case = CaseId("C-1".into());
+        let timer = |minute, name: &str| Timer {
+            due: at(minute),
+            case: case.clone(),
+            name: name.into(),
+        };
+        let mut queue = TimerQueue::default();
+        queue.set(&case, &[timer(3, "c"), timer(1, "a"), timer(2, "b")]);
+        assert_eq!(queue.first_due(at(5), |_| false), Some(timer(1, "a")));
+        assert_eq!(
+            queue.first_due(at(5), |t| t.name == "a"),
+            Some(timer(2, "b"))
+        );
+        assert_eq!(queue.first_due(at(0), |_| false), None);
+        queue.remove(&timer(1, "a"));
+        assert_eq!(queue.first_due(at(1), |_| false), None);
+        assert!(queue.has_case(&case));
+        assert_eq!(queue.of(&case), vec![timer(2, "b"), timer(3, "c")]);
     }
 }
