@@ -234,19 +234,20 @@ fn background(app: &App, stop: &AtomicBool, reload_every: Option<Duration>) {
 /// engine, and on this thread they never hold up the outbox.
 fn inbox(app: &App, stop: &AtomicBool) {
     const TIMERS_EVERY: Duration = Duration::from_millis(100);
-    let mut timers_fired = Instant::now() - TIMERS_EVERY;
+    let mut timers_fired: Option<Instant> = None;
     let mut more_timers = false;
     while !stop.load(Ordering::SeqCst) {
-        let drained = match app.inbox_pass() {
-            Ok(n) => n,
+        // A failing inbox (a lost connection, a row it cannot read) does
+        // not hold the timers back: they are tried all the same.
+        let (drained, idle) = match app.inbox_pass() {
+            Ok(n) => (n, Duration::from_millis(20)),
             Err(e) => {
                 eprintln!("inbox: {e}");
-                std::thread::sleep(Duration::from_secs(1));
-                continue;
+                (0, Duration::from_secs(1))
             }
         };
-        if more_timers || timers_fired.elapsed() >= TIMERS_EVERY {
-            timers_fired = Instant::now();
+        if more_timers || timers_fired.is_none_or(|t| t.elapsed() >= TIMERS_EVERY) {
+            timers_fired = Some(Instant::now());
             more_timers = match app.timer_pass() {
                 Ok(pass) => pass.more_timers,
                 Err(e) => {
@@ -256,7 +257,7 @@ fn inbox(app: &App, stop: &AtomicBool) {
             };
         }
         if drained == 0 && !more_timers {
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(idle);
         }
     }
 }
