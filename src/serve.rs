@@ -352,10 +352,7 @@ impl App {
             Vec::new()
         } else if let Some(shared) = &self.shared {
             let now = shared.clock.now();
-            let mut store = shared
-                .requests
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut store = lock_store(&shared.requests);
             crate::cluster::acknowledge(&shared.pack, &mut **store, now, events)
                 .map_err(|e| {
                     Reply::error(

@@ -172,6 +172,23 @@ pub fn story(n: usize, days_ago: i64) -> Vec<Value> {
     ]
 }
 
+/// Post story `n`, two days old, to the worker at `addr`, which must
+/// acknowledge it: the ids of its events.
+fn post_story(addr: &str, n: usize) -> Result<Vec<String>, Failed> {
+    let events = story(n, 2);
+    let (status, body) = send(
+        addr,
+        "POST",
+        "/events",
+        &Value::Array(events.clone()).to_string(),
+    )?;
+    assert_eq!(status, 202, "{body}");
+    Ok(events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect())
+}
+
 fn query_i64(db: &TestDb, sql: &str) -> i64 {
     db.client().query_one(sql, &[]).unwrap().get(0)
 }
@@ -398,14 +415,7 @@ pub fn a_paused_worker_cannot_commit(db: &TestDb) -> Result<(), Failed> {
     // A's partitions over and handles them.
     let mut acknowledged = Vec::new();
     for n in 0..40 {
-        let batch = Value::Array(story(n, 2));
-        let (status, body) = send(&b.addr, "POST", "/events", &batch.to_string())?;
-        assert_eq!(status, 202, "{body}");
-        acknowledged.extend(
-            story(n, 2)
-                .iter()
-                .map(|e| e["id"].as_str().unwrap().to_owned()),
-        );
+        acknowledged.extend(post_story(&b.addr, n)?);
     }
     std::thread::sleep(Duration::from_millis(2500));
     a.signal("-CONT");
@@ -441,13 +451,7 @@ pub fn a_lost_connection_is_reported_and_recovered(db: &TestDb) -> Result<(), Fa
     let warehouse = Warehouse::start();
     let config = pack(&dir, &warehouse.url);
     let worker = Worker::start(&config, &db.url, "2s", dir.join("w.log"));
-    let (status, body) = send(
-        &worker.addr,
-        "POST",
-        "/events",
-        &Value::Array(story(1, 2)).to_string(),
-    )?;
-    assert_eq!(status, 202, "{body}");
+    post_story(&worker.addr, 1)?;
     // The database drops every connection of the worker (a failover of
     // PostgreSQL itself, a network cut).
     let mut admin = db.client();
@@ -526,13 +530,7 @@ pub fn a_stopped_worker_hands_its_partitions_back(db: &TestDb) -> Result<(), Fai
         "taken over in {:?}, not after the 60 s lease",
         stopped.elapsed()
     );
-    let (status, body) = send(
-        &b.addr,
-        "POST",
-        "/events",
-        &Value::Array(story(1, 2)).to_string(),
-    )?;
-    assert_eq!(status, 202, "{body}");
+    post_story(&b.addr, 1)?;
     assert!(settle(db, Duration::from_secs(30)), "{}", b.log_text());
     Ok(())
 }
