@@ -40,6 +40,7 @@ pub mod examples;
 pub mod features;
 mod model;
 mod nearest;
+mod recent;
 
 #[cfg(test)]
 mod tests;
@@ -330,9 +331,11 @@ impl ClassifierSet {
                 )
             });
         };
-        Ok(model
-            .confident(text)
-            .map(|(p, r)| Verdict::new(model, &p, r)))
+        Ok(recent::verdict(model.hash(), text, || {
+            model
+                .confident(text)
+                .map(|(p, r)| Verdict::new(model, &p, r))
+        }))
     }
 }
 
