@@ -140,6 +140,61 @@ fn run(store: Box<dyn Store>, events: Vec<Event>, batch: usize) -> (Engine, Dura
     (engine, began.elapsed(), decisions)
 }
 
+/// Passes over the cases when timing each rule alone, and the cases one
+/// pass takes.
+const RULE_PASSES: usize = 15;
+const RULE_CASES: usize = 1_000;
+
+/// What one call of each rule costs on its own, in µs (the bare figure
+/// above is a mix of them).
+struct RuleCosts {
+    route: f64,
+    urgency: f64,
+    check_promise: f64,
+}
+
+impl RuleCosts {
+    fn measure(
+        rules: &casework::rules::RuleSet,
+        cases: &[Case],
+        probe: &Event,
+        stats: &CustomerStats,
+    ) -> RuleCosts {
+        // The median of several passes: this machine's speed wanders.
+        let time = |call: &dyn Fn(&RuleInput)| {
+            let mut passes: Vec<f64> = (0..RULE_PASSES)
+                .map(|_| {
+                    let began = Instant::now();
+                    for case in cases.iter().take(RULE_CASES) {
+                        call(&RuleInput {
+                            case,
+                            event: Some(probe),
+                            now: case.updated_at,
+                            customer: stats,
+                        });
+                    }
+                    began.elapsed().as_secs_f64() * 1e6 / cases.len().clamp(1, RULE_CASES) as f64
+                })
+                .collect();
+            passes.sort_by(f64::total_cmp);
+            passes[passes.len() / 2]
+        };
+        RuleCosts {
+            route: time(&|input| {
+                black_box(rules.route(input).ok());
+            }),
+            urgency: time(&|input| {
+                black_box(rules.urgency(input).ok());
+            }),
+            check_promise: time(&|input| {
+                for p in &input.case.promises {
+                    black_box(rules.check_promise(p, input).ok());
+                }
+            }),
+        }
+    }
+}
+
 /// One machine-readable figure for `scripts/bench`.
 fn bench_line(key: &str, value: f64, unit: &str, label: &str) {
     println!("BENCH {key} {value:.3} {unit} {label}");
@@ -194,6 +249,7 @@ fn main() {
     }
     let rules_time = began.elapsed();
     let rules_rate = per_second(loaded.len() * 4, rules_time);
+    let each = RuleCosts::measure(&rules, &loaded, &probe, &stats);
     drop(loaded);
     drop(engine);
 
@@ -287,6 +343,10 @@ fn main() {
         us_per(engine_time, n) / us_per(rules_time, ids.len() * 4)
     );
     println!(
+        "| one call each, bare: route / urgency / check_promise | {:.1} / {:.1} / {:.1} µs |",
+        each.route, each.urgency, each.check_promise
+    );
+    println!(
         "| engine, end to end in SQLite, group commit of {batch} | {:.0} events/s ({:.1} µs/event) |",
         sqlite_rate,
         us_per(sqlite_time, n)
@@ -327,6 +387,19 @@ fn main() {
         "events/s",
         "the same rule calls, bare (no engine around them)",
     );
+    for (key, us) in [
+        ("rules.route", each.route),
+        ("rules.urgency", each.urgency),
+        ("rules.check_promise", each.check_promise),
+    ] {
+        let name = key.trim_start_matches("rules.");
+        bench_line(
+            key,
+            us,
+            "us",
+            &format!("one {name} call, bare (median of {RULE_PASSES} passes)"),
+        );
+    }
     bench_line(
         "index.rebuild",
         index_time.as_secs_f64() * 1e3,
