@@ -7,7 +7,9 @@
 //!    to the engine in batches of `BATCH` (200) events as they arrive;
 //! 2. the same rule calls (route + urgency + check_promise per open
 //!    promise) on the same cases, without the engine around them, so the
-//!    engine's own overhead shows as a ratio;
+//!    engine's own overhead shows as a ratio; then each of the three
+//!    rules alone (every case here has one promise, so one
+//!    `check_promise` call per case), the median of 15 passes;
 //! 3. the same events, the same batches, into a SQLite file (WAL,
 //!    `synchronous=FULL`) with group commit: one transaction, one sync,
 //!    per batch;
