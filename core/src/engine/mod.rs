@@ -710,10 +710,12 @@ impl Engine {
         // A case loaded ahead is taken, not copied: once stepped, the
         // batch's commit holds it (and should the event be refused, the
         // store still has it).
-        let case = match (pending.cases.get(&id), &mut pending.loaded) {
-            (Some(&commit), _) => Some(pending.batch.commits[commit].case.clone()),
-            (None, Some(loaded)) if loaded.contains_key(&id) => loaded.remove(&id).flatten(),
-            (None, _) => self.store.load(&id)?,
+        let case = if let Some(&commit) = pending.cases.get(&id) {
+            Some(pending.batch.commits[commit].case.clone())
+        } else if let Some(ahead) = pending.loaded.as_mut().and_then(|l| l.remove(&id)) {
+            ahead
+        } else {
+            self.store.load(&id)?
         };
         let key = case
             .as_ref()
@@ -1251,7 +1253,8 @@ struct Pending {
     /// Event ids asked of the store ahead, and those it has.
     asked: Option<(HashSet<EventId>, HashSet<EventId>)>,
     /// The cases the batch's events name, as the store had them before
-    /// the batch (`None`: not stored); `cases` has what the batch changed.
+    /// the batch (`None`: not stored), each taken out when the batch
+    /// reaches it; `cases` has what the batch changed.
     loaded: Option<HashMap<CaseId, Option<Case>>>,
     /// The cases of the batch's customers, as the store had them.
     customers: Option<HashMap<String, Vec<CaseSummary>>>,
