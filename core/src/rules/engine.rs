@@ -10,6 +10,7 @@ use super::calendars::{BusinessDays, Calendars, WeekdaysOnly};
 use super::convert::json_map_to_rhai;
 use super::helpers;
 use super::keywords::{KeywordCache, KeywordSet};
+use super::patterns::PatternCache;
 use super::views::{self, DirectoryView, SettingsView};
 use crate::config::{DirectoryDef, LimitsDef};
 
@@ -84,6 +85,10 @@ pub(crate) struct Shared {
     /// The calendar used when a rule names none.
     pub default_calendar: Option<String>,
     pub keywords: KeywordCache,
+    /// The patterns of `has_pattern` / `find_pattern`, by their text:
+    /// those written in the files compiled with the rule set, others on
+    /// first use.
+    pub patterns: PatternCache,
     /// `settings.keywords.<name>`, compiled once.
     pub named_keywords: HashMap<String, Arc<KeywordSet>>,
     /// The top-level `const`s of the rule files, by name: keyword lists
@@ -133,6 +138,7 @@ impl Shared {
             calendars: calendars.clone(),
             default_calendar,
             keywords: KeywordCache::default(),
+            patterns: PatternCache::default(),
             named_keywords,
             constants: HashMap::new(),
             classifiers: OnceLock::new(),

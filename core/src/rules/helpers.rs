@@ -135,9 +135,10 @@ pub mod dates {
     pub fn date_ge(a: Date, b: Date) -> bool {
         a >= b
     }
+    /// `2027-01-06`: the form reasons and actions carry.
     #[rhai_fn(name = "to_string", name = "to_debug", pure)]
     pub fn date_to_string(day: &mut Date) -> String {
-        day.to_string()
+        super::iso_date(*day)
     }
 
     /// The calendar day of a moment, in its own UTC offset.
@@ -256,7 +257,7 @@ pub mod dates {
 pub mod text {
     use rhai::{Array, Dynamic, EvalAltResult, ImmutableString, Map};
 
-    use crate::rules::keywords::{self, KeywordHits, Keywords};
+    use crate::rules::keywords::{self, Keywords};
     use crate::rules::views::{context, script_error};
 
     /// NFKC + lower case: `ＵＲＧＥＮＴ` → `urgent`, `ｼｷｭｳ` → `シキュウ`.
@@ -285,7 +286,7 @@ pub mod text {
             .keywords
             .get_with(spec.iter().map(|(g, p)| (*g, p.iter().map(|s| s.as_str()))))
             .map_err(script_error)?;
-        Ok(hits_to_map(set.find(text)))
+        Ok(super::hits_to_map(&set, text))
     }
 
     /// Match the keyword groups declared in `settings.keywords.<name>`
@@ -298,7 +299,7 @@ pub mod text {
                 "no keyword groups named `{name}`; declare them under settings.keywords.{name}"
             ))
         })?;
-        Ok(hits_to_map(set.find(text)))
+        Ok(super::hits_to_map(set, text))
     }
 
     /// Match a keyword constant of the file (`const TOPICS = #{ .. };`),
@@ -314,7 +315,32 @@ pub mod text {
                  list of phrases use `matches(text, WORDS)`",
             ));
         }
-        Ok(hits_to_map(keywords.set().find(text)))
+        Ok(super::hits_to_map(keywords.set(), text))
+    }
+
+    /// True when the normalised `text` matches `pattern` (the `regex`
+    /// crate's syntax; write it in lower case, with ASCII digits):
+    /// `has_pattern(text, POSTAL_CODE)`. A pattern written in the file is
+    /// compiled with the rule set; see [`crate::rules::Pattern`].
+    #[rhai_fn(return_raw)]
+    pub fn has_pattern(text: &str, pattern: &str) -> Result<bool, Box<EvalAltResult>> {
+        let compiled = context()?
+            .shared
+            .patterns
+            .get(pattern)
+            .map_err(script_error)?;
+        Ok(compiled.is_in(text))
+    }
+
+    /// The first match of `pattern` in the normalised `text`, or `()`.
+    #[rhai_fn(return_raw)]
+    pub fn find_pattern(text: &str, pattern: &str) -> Result<Dynamic, Box<EvalAltResult>> {
+        let compiled = context()?
+            .shared
+            .patterns
+            .get(pattern)
+            .map_err(script_error)?;
+        Ok(compiled.find_in(text).map_or(Dynamic::UNIT, Dynamic::from))
     }
 
     /// The phrases of a keyword constant found in `text`, as written (for
@@ -323,10 +349,10 @@ pub mod text {
     pub fn matches_declared(text: &str, keywords: Keywords) -> Array {
         keywords
             .set()
-            .find(text)
+            .found(text)
             .into_iter()
-            .flat_map(|(_, found)| found)
-            .map(Dynamic::from)
+            .flatten()
+            .map(|phrase| phrase.to_owned().into())
             .collect()
     }
 
@@ -425,8 +451,12 @@ pub mod text {
             .keywords
             .get_with(std::iter::once(("", list.iter().map(|s| s.as_str()))))
             .map_err(script_error)?;
-        let hits = set.find(text).pop().map(|(_, v)| v).unwrap_or_default();
-        Ok(hits.into_iter().map(Dynamic::from).collect())
+        Ok(set
+            .found(text)
+            .into_iter()
+            .flatten()
+            .map(|phrase| phrase.to_owned().into())
+            .collect())
     }
 
     /// A deadline written in the text (`1/6`, `1月6日`, `6日までに`,
@@ -443,17 +473,63 @@ pub mod text {
             .collect::<Vec<_>>()
             .join(separator)
     }
+}
 
-    fn hits_to_map(hits: KeywordHits) -> Map {
-        hits.into_iter()
-            .map(|(group, found)| {
-                (
-                    group.into(),
-                    Dynamic::from_array(found.into_iter().map(Dynamic::from).collect()),
-                )
-            })
-            .collect()
+/// A day as ISO 8601 (`2027-01-06`), written digit by digit: a promise
+/// check puts dates into most of its reasons, and chrono's `Display` goes
+/// through the formatting machinery for each of them. Years outside
+/// 0..=9999 (which need a sign or a fifth digit) are left to chrono.
+fn iso_date(day: chrono::NaiveDate) -> String {
+    use chrono::Datelike;
+    let Ok(year) = u32::try_from(day.year()) else {
+        return day.to_string();
+    };
+    if year > 9999 {
+        return day.to_string();
     }
+    let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
+    let mut out = String::with_capacity(10);
+    out.extend([year / 1000, year / 100, year / 10, year].map(digit));
+    out.push('-');
+    out.extend([day.month() / 10, day.month()].map(digit));
+    out.push('-');
+    out.extend([day.day() / 10, day.day()].map(digit));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso_dates_read_as_chrono_writes_them() {
+        let mut day = chrono::NaiveDate::from_ymd_opt(1999, 12, 1).unwrap();
+        while day.to_string() != "2031-01-01" {
+            assert_eq!(super::iso_date(day), day.to_string());
+            day = day.succ_opt().unwrap();
+        }
+        for (y, m, d) in [
+            (0, 1, 1),
+            (7, 3, 9),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-1, 6, 15),
+        ] {
+            let day = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(super::iso_date(day), day.to_string());
+        }
+    }
+}
+
+/// Every group of `set`, with the phrases found in `text` (an empty
+/// list when none was).
+fn hits_to_map(set: &super::KeywordSet, text: &str) -> rhai::Map {
+    set.groups()
+        .iter()
+        .zip(set.found(text))
+        .map(|(group, found)| {
+            let found: rhai::Array = found.into_iter().map(|p| p.to_owned().into()).collect();
+            (group.as_str().into(), rhai::Dynamic::from_array(found))
+        })
+        .collect()
 }
 
 /// The phrases of a group: a list of texts, or one text. Strings are

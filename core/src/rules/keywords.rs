@@ -34,23 +34,27 @@ pub fn normalize(text: &str) -> String {
     if text.is_ascii() {
         return text.to_ascii_lowercase();
     }
-    // A rule normalises the same message several times per call (each
-    // keyword match, each deadline search): the last result is kept per
-    // thread. `normalize` is a pure function, so the memo is never stale.
+    // A rule normalises the same few texts several times per call (each
+    // keyword match, each pattern, each deadline search, the message
+    // padded with spaces): the last few results are kept per thread.
+    // `normalize` is a pure function, so the memo is never stale.
+    const KEPT: usize = 4;
     thread_local! {
-        static LAST: std::cell::RefCell<(String, String)> = const {
-            std::cell::RefCell::new((String::new(), String::new()))
-        };
+        static RECENT: std::cell::RefCell<([(String, String); KEPT], usize)> =
+            std::cell::RefCell::new((Default::default(), 0));
     }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if last.0 != text {
-            let folded = nfkc_lower(text);
-            last.0.clear();
-            last.0.push_str(text);
-            last.1 = folded;
+    RECENT.with(|recent| {
+        let (kept, next) = &mut *recent.borrow_mut();
+        if let Some((_, folded)) = kept.iter().find(|(raw, _)| raw == text) {
+            return folded.clone();
         }
-        last.1.clone()
+        let folded = nfkc_lower(text);
+        let slot = &mut kept[*next];
+        *next = (*next + 1) % KEPT;
+        slot.0.clear();
+        slot.0.push_str(text);
+        slot.1.clone_from(&folded);
+        folded
     })
 }
 
@@ -125,16 +129,32 @@ impl KeywordSet {
 
     /// Like [`find`](Self::find) for text already passed through [`normalize`].
     pub fn find_normalized(&self, normalized: &str) -> KeywordHits {
-        let mut hits: KeywordHits = self
-            .groups
+        self.groups
             .iter()
-            .map(|g| (g.clone(), Vec::new()))
-            .collect();
+            .zip(self.found_in(normalized))
+            .map(|(group, found)| {
+                (
+                    group.clone(),
+                    found.into_iter().map(str::to_owned).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The phrases found in `text` (normalised first), borrowed: for each
+    /// group in order, each phrase once, as written, in the order found.
+    /// What a rule call reads, without copying a group name or a phrase.
+    pub fn found(&self, text: &str) -> Vec<Vec<&str>> {
+        self.found_in(&normalize(text))
+    }
+
+    fn found_in(&self, normalized: &str) -> Vec<Vec<&str>> {
+        let mut hits: Vec<Vec<&str>> = vec![Vec::new(); self.groups.len()];
         for m in self.automaton.find_iter(normalized) {
             let (group, written) = &self.patterns[m.pattern().as_usize()];
-            let found = &mut hits[*group].1;
-            if !found.iter().any(|w| w == written) {
-                found.push(written.clone());
+            let found = &mut hits[*group];
+            if !found.contains(&written.as_str()) {
+                found.push(written);
             }
         }
         hits

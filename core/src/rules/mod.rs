@@ -41,6 +41,23 @@
 //! every call; compiling warns about it (`rules::literal-keywords`, with
 //! its place), and `casework check` shows the warning.
 //!
+//! # Patterns
+//!
+//! What customers write as a shape rather than a word (a postal code, a
+//! quantity like `2台` or `x2`, an order number) is a pattern:
+//! `has_pattern(text, POSTAL_CODE)` is true when the text has a match,
+//! `find_pattern(text, POSTAL_CODE)` gives the first match or `()`.
+//! Patterns use the syntax of the `regex` crate, which matches in time
+//! linear in the text, and read the text normalised like keywords (NFKC,
+//! lower case: `１５０－０００１` is `150-0001`), so write them in lower case
+//! with ASCII digits; a back-tick string keeps `\s` and `\d` as written
+//! (`` const POSTAL_CODE = `[0-9]{3}-[0-9]{4}`; ``). A pattern written in the
+//! file, or held by a top-level `const`, is compiled when the rule set is,
+//! and a broken one is refused with its place (`rules::pattern`); one
+//! built while a rule runs is compiled on first use. One native pass
+//! replaces a loop over the text's characters, which costs hundreds of
+//! interpreted steps per message (see [`Pattern`]).
+//!
 //! Values: `c.id`, `c.state`, `c.team`, `c.agent`, `c.urgency`,
 //! `c.urgency_score`, `c.tags`, `c.has_tag(t)`, `c.fields`, `c.field(k)`,
 //! `c.contacts`, `c.contacts_since_reply` (customer contacts since our last
@@ -58,10 +75,10 @@
 //! [`helpers`](self::helpers) for the functions on them (`date("2027-01-06")`,
 //! `d.add_days(3)`, `days_between(a, b)`, `add_business_days(d, n)`,
 //! `today()`, ...), on text (`normalize`, `match_keywords`, `matches`,
-//! `find_deadline`) and on promises (`hours_until_due`, `is_overdue`,
-//! `action`), and `classify(name, text)` for the pack's learned classifiers
-//! (`#{ label, confidence, runner_up, why }`, or `()` when unsure; see
-//! [`crate::classify`]).
+//! `has_pattern`, `find_pattern`, `find_deadline`) and on promises
+//! (`hours_until_due`, `is_overdue`, `action`), and `classify(name,
+//! text)` for the pack's learned classifiers (`#{ label, confidence,
+//! runner_up, why }`, or `()` when unsure; see [`crate::classify`]).
 //!
 //! # Sandbox
 //!
@@ -90,6 +107,7 @@ mod convert;
 mod engine;
 pub mod helpers;
 mod keywords;
+mod patterns;
 mod reload;
 mod ruleset;
 mod views;
@@ -104,6 +122,7 @@ use serde::Serialize;
 pub use calendars::{BusinessDays, Calendars, WeekdaysOnly};
 pub use engine::Limits;
 pub use keywords::{KeywordSet, Keywords, find_deadline, normalize};
+pub use patterns::Pattern;
 pub use reload::Rules;
 pub use ruleset::{RuleFileText, RuleSet, RuleSetSource};
 

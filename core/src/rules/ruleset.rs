@@ -14,6 +14,7 @@ use super::calendars::Calendars;
 use super::convert::rhai_map_to_json;
 use super::engine::{Limits, Shared, scanning_engine, shared_engine};
 use super::keywords::Keywords;
+use super::patterns;
 use super::views::{self, Borrowed, CaseView, Frame};
 use super::{PromiseCheck, Route, RuleError, RuleInput, UrgencyVerdict};
 use crate::audit::RuleRef;
@@ -328,6 +329,34 @@ fn literal_keyword_lists(file: &SourceFile, ast: &AST) -> Vec<Diagnostic> {
         .collect()
 }
 
+/// Compile every pattern the file passes as written to `has_pattern` or
+/// `find_pattern`, so a broken one is refused now, with its place, and a
+/// rule call finds the rest compiled.
+fn compile_patterns(shared: &Shared, file: &SourceFile, ast: &AST) -> Vec<Diagnostic> {
+    patterns::written_patterns(ast, |name| shared.constants.get(name).cloned())
+        .into_iter()
+        .filter_map(|(pattern, pos)| {
+            let message = shared.patterns.get(&pattern).err()?;
+            let line = pos.line().unwrap_or(1);
+            let inside = enclosing_function(&file.text, line)
+                .map(|f| format!(" (in function `{f}`)"))
+                .unwrap_or_default();
+            Some(
+                Diagnostic::error("rules::pattern", format!("{message}{inside}"))
+                    .at(Some(SourceLocation::new(
+                        &file.path,
+                        line,
+                        pos.position().unwrap_or(1),
+                    )))
+                    .hint(
+                        "patterns use the syntax of the Rust `regex` crate; the text they \
+                           read is normalised (NFKC, lower case)",
+                    ),
+            )
+        })
+        .collect()
+}
+
 impl RuleSet {
     /// Compile rule files and guard expressions into a rule set.
     ///
@@ -385,6 +414,9 @@ impl RuleSet {
             }
             for warning in literal_keyword_lists(file, &ast) {
                 warnings.push(warning);
+            }
+            for error in compile_patterns(&shared, file, &ast) {
+                diags.push(error);
             }
             let index = compiled.len();
             for meta in ast.iter_functions() {

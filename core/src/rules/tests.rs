@@ -762,6 +762,72 @@ fn rules_literal_keyword_lists_are_warned_about() {
     assert!(pack().warnings().is_empty(), "{}", pack().warnings());
 }
 
+/// `has_pattern` / `find_pattern` read the normalised text, from a
+/// constant or a literal; the default pack's order checks use them.
+#[test]
+fn rules_patterns_read_the_normalised_text() {
+    let set = one(
+        "rules/p.rhai",
+        "const POSTAL = `[0-9]{3}-[0-9]{4}`;\nfn route(c, event) {\n    let t = event.text;\n    #{ team: \"sales\", reason: `${has_pattern(t, POSTAL)} ${find_pattern(t, POSTAL)} ${t.find_pattern(\"qty\\\\s*[0-9]+\")} ${find_pattern(t, \"nowhere\")}` }\n}\n",
+    )
+    .unwrap();
+    assert!(set.warnings().is_empty(), "{}", set.warnings());
+    assert_eq!(
+        route_of(&set, "〒１５０－０００１, ＱＴＹ ３")
+            .unwrap()
+            .reason,
+        "true 150-0001 qty 3 "
+    );
+    assert_eq!(route_of(&set, "no code").unwrap().reason, "false   ");
+    // The default pack: what an order taken from a message still lacks.
+    let pack = pack();
+    let reason = |text: &str| route_of(&pack, text).unwrap().reason;
+    assert!(
+        reason(
+            "please take this message as my order: sku 4411, 2 units, ship to 〒１５０－０００１"
+        )
+        .ends_with("; the message has what an order needs")
+    );
+    assert!(
+        reason("please take this message as my order: sku 4411, ship to 150-00012")
+            .ends_with("; the order lacks: quantity, delivery address")
+    );
+}
+
+/// A pattern written in the file that does not compile is refused when
+/// the rule set is, with its place; one built while a rule runs is a rule
+/// error naming the pattern.
+#[test]
+fn rules_a_broken_pattern_is_refused_with_its_place() {
+    let err = one(
+        "rules/p.rhai",
+        "const BAD = `[0-9`;\nfn route(c, event) {\n    let t = event.text;\n    if has_pattern(t, \"(oops\") { return (); }\n    t.find_pattern(BAD)\n}\n",
+    )
+    .expect_err("two broken patterns");
+    let found: Vec<(usize, usize, bool)> = err
+        .iter()
+        .map(|d| {
+            assert_eq!(d.code, "rules::pattern", "{d}");
+            assert!(d.message.contains("in function `route`"), "{d}");
+            let at = d.location.as_ref().unwrap();
+            (at.line, at.column, d.message.contains("`(oops`"))
+        })
+        .collect();
+    assert_eq!(found, [(4, 23, true), (5, 20, false)]);
+
+    let set = one(
+        "rules/p.rhai",
+        "fn route(c, event) {\n    has_pattern(event.text, \"(\" + event.text);\n    ()\n}\n",
+    )
+    .unwrap();
+    let err = set.route(&Run::message("x").input()).unwrap_err();
+    assert!(
+        err.to_string().contains("`(x` is not a valid pattern"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rules/p.rhai"), "{err}");
+}
+
 #[test]
 fn rules_business_days_use_the_configured_calendar() {
     #[derive(Debug)]
