@@ -324,23 +324,14 @@ pub mod text {
     /// compiled with the rule set; see [`crate::rules::Pattern`].
     #[rhai_fn(return_raw)]
     pub fn has_pattern(text: &str, pattern: &str) -> Result<bool, Box<EvalAltResult>> {
-        let compiled = context()?
-            .shared
-            .patterns
-            .get(pattern)
-            .map_err(script_error)?;
-        Ok(compiled.is_in(text))
+        Ok(super::compiled_pattern(pattern)?.is_in(text))
     }
 
     /// The first match of `pattern` in the normalised `text`, or `()`.
     #[rhai_fn(return_raw)]
     pub fn find_pattern(text: &str, pattern: &str) -> Result<Dynamic, Box<EvalAltResult>> {
-        let compiled = context()?
-            .shared
-            .patterns
-            .get(pattern)
-            .map_err(script_error)?;
-        Ok(compiled.find_in(text).map_or(Dynamic::UNIT, Dynamic::from))
+        let found = super::compiled_pattern(pattern)?.find_in(text);
+        Ok(found.map_or(Dynamic::UNIT, Dynamic::from))
     }
 
     /// The phrases of a keyword constant found in `text`, as written (for
@@ -473,6 +464,18 @@ pub mod text {
             .collect::<Vec<_>>()
             .join(separator)
     }
+}
+
+/// The running rule set's compiled `pattern` (compiled now if the files
+/// did not write it out).
+fn compiled_pattern(
+    pattern: &str,
+) -> Result<std::sync::Arc<crate::rules::Pattern>, Box<rhai::EvalAltResult>> {
+    crate::rules::views::context()?
+        .shared
+        .patterns
+        .get(pattern)
+        .map_err(crate::rules::views::script_error)
 }
 
 /// A day as ISO 8601 (`2027-01-06`), written digit by digit: a promise

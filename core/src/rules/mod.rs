@@ -110,6 +110,7 @@ mod keywords;
 mod patterns;
 mod reload;
 mod ruleset;
+mod syntax;
 mod views;
 
 #[cfg(test)]

@@ -23,10 +23,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use regex::Regex;
-use rhai::AST;
-use rhai::{ASTNode, Dynamic, Expr};
+use rhai::{AST, Dynamic, Expr};
 
 use super::keywords::normalize;
+use super::syntax;
 
 /// The helpers that take a pattern as their second argument.
 pub(crate) const PATTERN_HELPERS: [&str; 2] = ["has_pattern", "find_pattern"];
@@ -110,16 +110,11 @@ pub(crate) fn written_patterns(
     constant: impl Fn(&str) -> Option<Dynamic>,
 ) -> Vec<(String, rhai::Position)> {
     let mut found = Vec::new();
-    ast.clone_functions_only().walk(&mut |path: &[ASTNode]| {
-        let (call, method) = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, _))) => (call, false),
-            Some(ASTNode::Expr(Expr::MethodCall(call, _))) => (call, true),
-            _ => return true,
-        };
-        if !PATTERN_HELPERS.contains(&call.name.as_str()) {
-            return true;
+    syntax::each_call(ast, |name, arg| {
+        if !PATTERN_HELPERS.contains(&name) {
+            return;
         }
-        let written = match call.args.get(if method { 0 } else { 1 }) {
+        let written = match arg {
             Some(Expr::StringConstant(text, pos)) => Some((text.to_string(), *pos)),
             Some(Expr::DynamicConstant(value, pos)) => value
                 .clone()
@@ -132,7 +127,6 @@ pub(crate) fn written_patterns(
             _ => None,
         };
         found.extend(written);
-        true
     });
     found
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rhai::{
-    AST, ASTNode, CallFnOptions, Dynamic, Engine, EvalAltResult, Expr, FuncArgs, Map, ParseError,
+    AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Expr, FuncArgs, Map, ParseError,
     ParseErrorType, Scope,
 };
 use serde::{Deserialize, Serialize};
@@ -14,9 +14,9 @@ use super::calendars::Calendars;
 use super::convert::rhai_map_to_json;
 use super::engine::{Limits, Shared, scanning_engine, shared_engine};
 use super::keywords::Keywords;
-use super::patterns;
 use super::views::{self, Borrowed, CaseView, Frame};
 use super::{PromiseCheck, Route, RuleError, RuleInput, UrgencyVerdict};
+use super::{patterns, syntax};
 use crate::audit::RuleRef;
 use crate::case::UrgencyLevel;
 use crate::config::{ActionDef, DirectoryDef, RulesDef};
@@ -282,20 +282,12 @@ fn literal_list_at(expr: &Expr) -> Option<rhai::Position> {
 /// top-level `const` is compiled once, when the pack loads.
 fn literal_keyword_lists(file: &SourceFile, ast: &AST) -> Vec<Diagnostic> {
     let mut found = Vec::new();
-    ast.clone_functions_only().walk(&mut |path: &[ASTNode]| {
-        let (call, method) = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, _))) => (call, false),
-            Some(ASTNode::Expr(Expr::MethodCall(call, _))) => (call, true),
-            _ => return true,
-        };
-        let name = call.name.as_str();
-        if name == "match_keywords" || name == "matches" {
-            let arg = call.args.get(if method { 0 } else { 1 });
-            if let Some(pos) = arg.and_then(literal_list_at) {
-                found.push((name.to_owned(), pos));
-            }
+    syntax::each_call(ast, |name, arg| {
+        if (name == "match_keywords" || name == "matches")
+            && let Some(pos) = arg.and_then(literal_list_at)
+        {
+            found.push((name.to_owned(), pos));
         }
-        true
     });
     found
         .into_iter()
