@@ -102,28 +102,49 @@ impl PatternCache {
     }
 }
 
-/// The patterns a file passes as written to [`PATTERN_HELPERS`], with
-/// where: string literals, and names of top-level constants, resolved
-/// through `constant` (a name it does not know is left for run time).
+/// A pattern a file passes as written to one of [`PATTERN_HELPERS`].
+pub(crate) struct WrittenPattern {
+    pub text: String,
+    /// Where it is passed.
+    pub at: rhai::Position,
+    /// The top-level constant that holds it, when it is passed by name.
+    pub constant: Option<String>,
+}
+
+/// The patterns a file passes as written to [`PATTERN_HELPERS`]: string
+/// literals, and names of top-level constants, resolved through
+/// `constant` (a name it does not know is left for run time).
 pub(crate) fn written_patterns(
     ast: &AST,
     constant: impl Fn(&str) -> Option<Dynamic>,
-) -> Vec<(String, rhai::Position)> {
+) -> Vec<WrittenPattern> {
     let mut found = Vec::new();
     syntax::each_call(ast, |name, arg| {
         if !PATTERN_HELPERS.contains(&name) {
             return;
         }
         let written = match arg {
-            Some(Expr::StringConstant(text, pos)) => Some((text.to_string(), *pos)),
-            Some(Expr::DynamicConstant(value, pos)) => value
+            Some(Expr::StringConstant(text, at)) => Some(WrittenPattern {
+                text: text.to_string(),
+                at: *at,
+                constant: None,
+            }),
+            Some(Expr::DynamicConstant(value, at)) => value
                 .clone()
                 .into_immutable_string()
                 .ok()
-                .map(|s| (s.to_string(), *pos)),
+                .map(|text| WrittenPattern {
+                    text: text.to_string(),
+                    at: *at,
+                    constant: None,
+                }),
             Some(var @ Expr::Variable(name, ..)) => constant(&name.1)
-                .and_then(|v| v.into_immutable_string().ok())
-                .map(|s| (s.to_string(), var.position())),
+                .and_then(|value| value.into_immutable_string().ok())
+                .map(|text| WrittenPattern {
+                    text: text.to_string(),
+                    at: var.position(),
+                    constant: Some(name.1.to_string()),
+                }),
             _ => None,
         };
         found.extend(written);

@@ -327,12 +327,25 @@ fn literal_keyword_lists(file: &SourceFile, ast: &AST) -> Vec<Diagnostic> {
 fn compile_patterns(shared: &Shared, file: &SourceFile, ast: &AST) -> Vec<Diagnostic> {
     patterns::written_patterns(ast, |name| shared.constants.get(name).cloned())
         .into_iter()
-        .filter_map(|(pattern, pos)| {
-            let message = shared.patterns.get(&pattern).err()?;
+        .filter_map(|written| {
+            let message = shared.patterns.get(&written.text).err()?;
+            let pos = written.at;
             let line = pos.line().unwrap_or(1);
-            let inside = enclosing_function(&file.text, line)
-                .map(|f| format!(" (in function `{f}`)"))
-                .unwrap_or_default();
+            let mut context: Vec<String> = enclosing_function(&file.text, line)
+                .map(|f| format!("in function `{f}`"))
+                .into_iter()
+                .collect();
+            if let Some(name) = &written.constant {
+                let declared = const_line(&file.text, name).unwrap_or(1);
+                context.push(format!(
+                    "the constant `{name}`, declared on line {declared}"
+                ));
+            }
+            let inside = if context.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", context.join("; "))
+            };
             Some(
                 Diagnostic::error("rules::pattern", format!("{message}{inside}"))
                     .at(Some(SourceLocation::new(

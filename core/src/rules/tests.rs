@@ -804,16 +804,23 @@ fn rules_a_broken_pattern_is_refused_with_its_place() {
         "const BAD = `[0-9`;\nfn route(c, event) {\n    let t = event.text;\n    if has_pattern(t, \"(oops\") { return (); }\n    t.find_pattern(BAD)\n}\n",
     )
     .expect_err("two broken patterns");
-    let found: Vec<(usize, usize, bool)> = err
+    let found: Vec<(usize, usize, bool, bool)> = err
         .iter()
         .map(|d| {
             assert_eq!(d.code, "rules::pattern", "{d}");
             assert!(d.message.contains("in function `route`"), "{d}");
             let at = d.location.as_ref().unwrap();
-            (at.line, at.column, d.message.contains("`(oops`"))
+            (
+                at.line,
+                at.column,
+                d.message.contains("`(oops`"),
+                d.message.contains("the constant `BAD`, declared on line 1"),
+            )
         })
         .collect();
-    assert_eq!(found, [(4, 23, true), (5, 20, false)]);
+    // The literal where it is written; the constant where it is used,
+    // naming the line it is declared on.
+    assert_eq!(found, [(4, 23, true, false), (5, 20, false, true)]);
 
     let set = one(
         "rules/p.rhai",
