@@ -17,6 +17,7 @@ pub mod config;
 pub mod diagnostic;
 pub mod engine;
 pub mod event;
+mod memo;
 pub mod plugin;
 pub mod promise;
 pub mod rules;

@@ -9,9 +9,9 @@
 //! replay gets the verdict it would have computed.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 use super::Verdict;
+use crate::memo::Recent;
 
 /// How many verdicts a thread keeps.
 const KEPT: usize = 32;
@@ -20,14 +20,10 @@ const KEPT: usize = 32;
 /// stays small (at most `KEPT` × this, about half a megabyte).
 const LONGEST_KEPT: usize = 16 * 1024;
 
-struct Kept {
-    model: String,
-    text: String,
-    verdict: Option<Verdict>,
-}
-
 thread_local! {
-    static RECENT: RefCell<VecDeque<Kept>> = const { RefCell::new(VecDeque::new()) };
+    /// Verdicts by (model hash, text).
+    static RECENT: RefCell<Recent<(String, String), Option<Verdict>>> =
+        const { RefCell::new(Recent::new(KEPT)) };
 }
 
 /// The verdict of the model with hash `model` on `text`: a kept one, or
@@ -37,26 +33,14 @@ pub(crate) fn verdict(
     text: &str,
     classify: impl FnOnce() -> Option<Verdict>,
 ) -> Option<Verdict> {
-    let kept = RECENT.with_borrow(|recent| {
-        recent
-            .iter()
-            .find(|k| k.text == text && k.model == model)
-            .map(|k| k.verdict.clone())
-    });
+    let kept = RECENT.with_borrow(|recent| recent.find(|(m, t)| t == text && m == model));
     if let Some(verdict) = kept {
         return verdict;
     }
     let verdict = classify();
     if text.len() <= LONGEST_KEPT {
         RECENT.with_borrow_mut(|recent| {
-            if recent.len() == KEPT {
-                recent.pop_back();
-            }
-            recent.push_front(Kept {
-                model: model.to_owned(),
-                text: text.to_owned(),
-                verdict: verdict.clone(),
-            });
+            recent.keep((model.to_owned(), text.to_owned()), verdict.clone());
         });
     }
     verdict

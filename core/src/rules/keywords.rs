@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use unicode_normalization::UnicodeNormalization;
 
+use crate::memo::Recent;
+
 /// NFKC, then lower case: the form every rule comparison uses.
 ///
 /// ```
@@ -38,24 +40,16 @@ pub fn normalize(text: &str) -> String {
     // keyword match, each pattern, each deadline search, the message
     // padded with spaces): the last few results are kept per thread.
     // `normalize` is a pure function, so the memo is never stale.
-    const KEPT: usize = 4;
     thread_local! {
-        static RECENT: std::cell::RefCell<([(String, String); KEPT], usize)> =
-            std::cell::RefCell::new((Default::default(), 0));
+        static RECENT: std::cell::RefCell<Recent<String, String>> =
+            const { std::cell::RefCell::new(Recent::new(4)) };
     }
-    RECENT.with(|recent| {
-        let (kept, next) = &mut *recent.borrow_mut();
-        if let Some((_, folded)) = kept.iter().find(|(raw, _)| raw == text) {
-            return folded.clone();
-        }
-        let folded = nfkc_lower(text);
-        let slot = &mut kept[*next];
-        *next = (*next + 1) % KEPT;
-        slot.0.clear();
-        slot.0.push_str(text);
-        slot.1.clone_from(&folded);
-        folded
-    })
+    if let Some(folded) = RECENT.with_borrow(|recent| recent.find(|raw| raw == text)) {
+        return folded;
+    }
+    let folded = nfkc_lower(text);
+    RECENT.with_borrow_mut(|recent| recent.keep(text.to_owned(), folded.clone()));
+    folded
 }
 
 fn nfkc_lower(text: &str) -> String {
